@@ -1,0 +1,127 @@
+"""What went wrong, in the user's terms, and the exit code each maps to.
+
+    FapiaoError                      (exit 1)
+    ├── SettingsError                (exit 2)  a bad flag, value or config file; names the setting and the fix
+    ├── ArchiveError                 (exit 2)  the output folder cannot be written (permissions, disk full)
+    ├── LoginRefused                 (exit 3)  the portal said no: NEVER retried
+    │   ├── WrongCompanyId           2018
+    │   ├── WrongCredentials         2035
+    │   ├── AccountLocked            2023
+    │   ├── NotLinked                2034
+    │   ├── NotRegistered            2059
+    │   └── NoConfirmedRole          有效的角色为空
+    ├── NeedsPerson                  (exit 4)  captcha or SMS code needed and nobody is at the terminal
+    ├── PortalUnavailable            (exit 5)  transient: down, maintenance, 5xx, timeouts, reset connections
+    │   ├── RateLimited              429; carries `retry_after` seconds
+    │   └── Maintenance              系统维护 page
+    ├── SessionLost                  (exit 5)  expired or kicked out; the flows log in again once
+    ├── FileNotReady                 (exit 1)  the portal has no file yet; retried at the end, then pending
+    └── FileRejected                 (exit 1)  a downloaded file failed verification
+        ├── FileCorrupt                        not a PDF, truncated, no text: download again (bounded)
+        └── ContentMismatch                    a good file whose content differs from the listing: quarantine
+
+Foreign exceptions (Playwright, OSError, sqlite3) are translated into these at one boundary each; the CLI
+sees only this tree. Messages never contain a password.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_LOGIN_REFUSED = 3
+EXIT_NEEDS_PERSON = 4
+EXIT_PORTAL_UNAVAILABLE = 5
+
+
+class FapiaoError(Exception):
+    exit_code = EXIT_INCOMPLETE
+
+
+class SettingsError(FapiaoError):
+    exit_code = EXIT_USAGE
+
+
+class ArchiveError(FapiaoError):
+    exit_code = EXIT_USAGE
+
+
+class LoginRefused(FapiaoError):
+    """The portal refused the login. Retrying could lock the account, so nothing retries it."""
+
+    exit_code = EXIT_LOGIN_REFUSED
+
+    def __init__(self, portal_message: str, code: str = "") -> None:
+        self.portal_message = portal_message
+        self.code = code
+        super().__init__(f"{self.advice} (portal {code or 'said'}: {portal_message})")
+
+    advice = "the portal refused the login"
+
+
+class WrongCompanyId(LoginRefused):
+    advice = "the company id (统一社会信用代码) is wrong; check `company_id` in your config"
+
+
+class WrongCredentials(LoginRefused):
+    advice = "wrong login or password; fix it before trying again, more wrong attempts lock the account"
+
+
+class AccountLocked(LoginRefused):
+    advice = "the account is locked; reset the password on the portal (忘记密码), then try again"
+
+
+class NotLinked(LoginRefused):
+    advice = "this person is not linked to the company; ask the company's administrator to add them"
+
+
+class NotRegistered(LoginRefused):
+    advice = "this login is not registered on the portal"
+
+
+class NoConfirmedRole(LoginRefused):
+    advice = "the person has no confirmed role for this company; confirm one at the tax bureau first"
+
+
+class NeedsPerson(FapiaoError):
+    """A step needs a human and the run is non-interactive."""
+
+    exit_code = EXIT_NEEDS_PERSON
+
+
+class PortalUnavailable(FapiaoError):
+    """Transient: worth retrying with backoff, within the configured bounds."""
+
+    exit_code = EXIT_PORTAL_UNAVAILABLE
+
+
+class RateLimited(PortalUnavailable):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class Maintenance(PortalUnavailable):
+    pass
+
+
+class SessionLost(FapiaoError):
+    """The portal session expired or another login kicked it out."""
+
+    exit_code = EXIT_PORTAL_UNAVAILABLE
+
+
+class FileNotReady(FapiaoError):
+    pass
+
+
+class FileRejected(FapiaoError):
+    pass
+
+
+class FileCorrupt(FileRejected):
+    pass
+
+
+class ContentMismatch(FileRejected):
+    pass
