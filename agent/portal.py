@@ -72,6 +72,9 @@ class Paths(BaseModel):
     export_check_api: str = "/szzhzz/qlfpcx/v1/checkFpCount"
     file_api: str = "/kpfw/fpjfzz/v1/exportDzfpwj"
     sso_login_api: str = "/sys-api/v1.0/auth/enterprise/quick/accountLogin"
+    sso_send_sms_api: str = "/sys-api/v1.0/auth/user/second/sendSmsCodeByUuid"
+    sso_sms_login_api: str = "/sys-api/v1.0/auth/enterprise/quick/SmsMessageLogin"
+    sso_role_api: str = "/sys-api/v1.0/auth/enterprise/quick/quickLogin"
 
 
 class Messages(BaseModel):
@@ -83,6 +86,8 @@ class Messages(BaseModel):
     file_not_ready: tuple[str, ...] = ("文件生成中", "请稍后")
     range_too_long: tuple[str, ...] = ("开票日期", "不能超过")
     no_confirmed_role: str = "有效的角色为空"
+    captcha_rejected: tuple[str, ...] = ("验证码错误", "图形验证码")
+    sms_throttled: tuple[str, ...] = ("频繁",)
     success_code: int = 1000
 
 

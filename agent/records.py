@@ -6,7 +6,7 @@ dates are real `date`/`datetime` values, never strings.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 
@@ -40,7 +40,7 @@ class InvoiceRow(BaseModel):
     seller_name: str
     buyer_tax_id: str
     buyer_name: str
-    issued_at: datetime = Field(description="Kprq")
+    issued_at: dt.datetime = Field(description="Kprq")
     amount: Decimal = Field(description="Hjje: amount before tax")
     tax: Decimal = Field(description="Hjse")
     total: Decimal = Field(description="Jshj: amount + tax")
@@ -67,7 +67,7 @@ class InvoiceFields(BaseModel):
     number: str | None = None
     code: str | None = Field(None, description="发票代码 of a legacy invoice")
     check_code: str | None = Field(None, description="校验码 of a legacy invoice, digits only")
-    date: date | None = None
+    date: dt.date | None = None
     buyer_name: str | None = None
     buyer_tax_id: str | None = None
     seller_name: str | None = None
@@ -107,6 +107,7 @@ class RunSummary(BaseModel):
     failed: int = 0
     pending: int = 0
     quarantined: int = 0
+    paper: int = 0  # paper invoices (kinds 01/04): listed, but the portal has no electronic file
     count_mismatches: list[str] = Field(default_factory=list)  # "received 2025-10: portal Total 120, collected 119"
 
     @property

@@ -57,8 +57,15 @@ def _integer_to_upper(value: int) -> str:
             continue
         if out and (group < 1000 or groups[index + 1] == 0):
             out += "零"  # a gap in the digits between two non-zero groups
-        out += _group_to_upper(group) + _GROUP_UNITS[index]
+        out += _group_to_upper(group) + _group_unit(groups, index)
     return out
+
+
+def _group_unit(groups: list[int], index: int) -> str:
+    """万亿 only when no 亿 group follows: 1000100000000 reads 壹万零壹亿, not 壹万亿零壹亿."""
+    if index == 3 and groups[2]:
+        return "万"
+    return _GROUP_UNITS[index]
 
 
 def to_upper(value: Decimal) -> str:
@@ -84,20 +91,28 @@ def to_upper(value: Decimal) -> str:
 
 
 def _upper_integer_value(text: str) -> int:
-    total, section, digit = 0, 0, 0
+    """Split at the first 亿, then at the first 万, so that 壹万亿 and 壹万零壹亿 both read right."""
+    if "亿" in text:
+        high, _, low = text.partition("亿")
+        return _upper_integer_value(high) * 10**8 + _upper_integer_value(low)
+    if "万" in text:
+        high, _, low = text.partition("万")
+        return _upper_section_value(high) * 10**4 + _upper_section_value(low)
+    return _upper_section_value(text)
+
+
+def _upper_section_value(text: str) -> int:
+    """0..9999 written with 仟佰拾 and 零; a bare 拾 means 10."""
+    section, digit = 0, 0
     for char in text:
         if char in _DIGITS:
             digit = _DIGITS.index(char)
         elif char in "拾佰仟":
             section += (digit or 1) * 10 ** ("拾佰仟".index(char) + 1)
             digit = 0
-        elif char in "万亿":
-            unit = 10**4 if char == "万" else 10**8
-            total = (total + section + digit) * unit if char == "亿" else total + (section + digit) * unit
-            section, digit = 0, 0
         else:
             raise ValueError(f"unexpected character {char!r} in upper-case amount")
-    return total + section + digit
+    return section + digit
 
 
 def from_upper(text: str) -> Decimal:

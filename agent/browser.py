@@ -1,0 +1,148 @@
+"""The only place that finds and launches Chromium, and keeps each account's saved session.
+
+Chromium is looked for in this order: a configured path, a Playwright-managed browser (`playwright install
+chromium`), `chromium` on PATH. Saved sessions are Playwright storage states, one file per account, mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+
+from agent.errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+PATH_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Without these Chromium keeps calling Google's services, which a closed network refuses noisily.
+QUIET_ARGS = ("--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+@dataclass(frozen=True)
+class ChromiumChoice:
+    path: Path | None  # None: let Playwright use the browser it manages
+    source: str  # "configured", "playwright", "PATH"
+
+    def describe(self) -> str:
+        return f"{self.source}: {self.path or 'Playwright-managed Chromium'}"
+
+
+def _playwright_managed_chromium() -> Path | None:
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            path = Path(playwright.chromium.executable_path)
+    except Exception:  # a broken driver is "not found", not a crash  # noqa: BLE001
+        return None
+    return path if path.exists() else None
+
+
+def find_chromium(configured: Path | None = None) -> ChromiumChoice:
+    if configured is not None:
+        if not configured.exists():
+            raise SettingsError(f"browser_path {configured} does not exist; fix FAPIAO_BROWSER_PATH or --browser-path")
+        return ChromiumChoice(configured, "configured")
+    managed = _playwright_managed_chromium()
+    if managed is not None:
+        return ChromiumChoice(None, "playwright")
+    for name in PATH_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return ChromiumChoice(Path(found), "PATH")
+    raise SettingsError(
+        "no Chromium found: run `playwright install chromium` (or, on Debian, `apt-get install chromium`), "
+        "or point FAPIAO_BROWSER_PATH at a Chromium executable"
+    )
+
+
+def install_chromium() -> ChromiumChoice:
+    """Set-up's fallback chain when nothing is found: Playwright's download, then Debian's package."""
+    attempts = [[sys.executable, "-m", "playwright", "install", "chromium"]]
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        attempts.append(["sh", "-c", "apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk"])
+    for command in attempts:
+        log.info("installing Chromium: %s", " ".join(command))
+        if subprocess.run(command, check=False).returncode == 0:
+            try:
+                return find_chromium()
+            except SettingsError:
+                continue
+    return find_chromium()
+
+
+def launch_args() -> list[str]:
+    args = list(QUIET_ARGS)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox on
+    return args
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read, atomically (sessions hold login cookies)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(temp, 0o600)
+    os.replace(temp, path)
+
+
+class BrowserSession:
+    """A running Chromium; hands out one context per account with its saved session loaded."""
+
+    def __init__(self, chromium: ChromiumChoice, state_dir: Path, headless: bool = True, insecure: bool = False):
+        self.chromium = chromium
+        self.state_dir = state_dir
+        self.headless = headless
+        self.insecure = insecure
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+
+    async def __aenter__(self) -> BrowserSession:
+        self._playwright = await async_playwright().start()
+        log.info("launching Chromium (%s)", self.chromium.describe())
+        self._browser = await self._playwright.chromium.launch(
+            executable_path=str(self.chromium.path) if self.chromium.path else None,
+            headless=self.headless,
+            args=launch_args(),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object | TracebackType) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+
+    def state_path(self, account_name: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in account_name)
+        return self.state_dir / "sessions" / f"{safe}.json"
+
+    async def new_context(self, account_name: str) -> BrowserContext:
+        assert self._browser is not None, "use BrowserSession as an async context manager"
+        state = self.state_path(account_name)
+        context = await self._browser.new_context(
+            storage_state=state if state.exists() else None,
+            ignore_https_errors=self.insecure,
+            accept_downloads=True,
+            locale="zh-CN",
+        )
+        return context
+
+    async def save_session(self, context: BrowserContext, account_name: str) -> None:
+        state = await context.storage_state()
+        write_private(self.state_path(account_name), json.dumps(state).encode())
+
+    def forget_session(self, account_name: str) -> None:
+        self.state_path(account_name).unlink(missing_ok=True)

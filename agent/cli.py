@@ -1,0 +1,273 @@
+"""The user's face: `fapiao login | download | verify | report | demo | mock-portal | setup-browser`.
+
+Parses flags, builds Settings once, runs the job, and maps every error to its exit code:
+0 all verified · 1 some failed or pending · 2 usage or config error · 3 login refused · 4 a person is needed ·
+5 portal unavailable after retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import logging
+import re
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent import errors
+from agent.config import Settings, load_settings
+from agent.job import Job, JobRequest, job_args
+from agent.progress import make_progress
+from agent.records import Direction, RunSummary
+
+log = logging.getLogger("agent")
+
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_month(value: str) -> tuple[date, date]:
+    match = MONTH.match(value.strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise errors.SettingsError(f"invalid --month {value!r}: use YYYY-MM, e.g. 2025-10")
+    year, month = int(match.group(1)), int(match.group(2))
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def parse_day(value: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise errors.SettingsError(f"invalid {flag} {value!r}: use YYYY-MM-DD, e.g. 2025-10-01") from None
+
+
+def period(month: str | None, date_from: str | None, date_to: str | None) -> tuple[date, date]:
+    if month and (date_from or date_to):
+        raise errors.SettingsError("give either --month or --from/--to, not both")
+    if month:
+        return parse_month(month)
+    if not (date_from and date_to):
+        raise errors.SettingsError("say which invoices: --month YYYY-MM, or --from YYYY-MM-DD --to YYYY-MM-DD")
+    start, end = parse_day(date_from, "--from"), parse_day(date_to, "--to")
+    if end < start:
+        raise errors.SettingsError(f"--to {end} is before --from {start}; swap them")
+    return start, end
+
+
+def directions(value: str) -> list[Direction]:
+    return list(Direction) if value == "both" else [Direction(value)]
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def is_interactive(flag: bool | None, settings: Settings) -> bool:
+    if flag is not None:
+        return flag
+    return settings.interactive if settings.interactive is not None else sys.stdin.isatty()
+
+
+def print_summary(summary: RunSummary, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps({**summary.model_dump(), **(extra or {})}, ensure_ascii=False))
+        return
+    click.echo(
+        f"listed {summary.listed} · verified {summary.verified} (downloaded {summary.downloaded}, "
+        f"already there {summary.skipped}) · failed {summary.failed} · pending {summary.pending} · "
+        f"quarantined {summary.quarantined} · paper {summary.paper}"
+    )
+    for mismatch in summary.count_mismatches:
+        click.echo(f"count mismatch: {mismatch}", err=True)
+
+
+def run_job(settings: Settings, request: JobRequest, as_json: bool) -> RunSummary:
+    with make_progress(enabled=not as_json) as progress:
+        return asyncio.run(Job(settings, request, progress).run(job_args(request, settings)))
+
+
+def exit_for(summary: RunSummary) -> int:
+    return errors.EXIT_OK if summary.complete else errors.EXIT_INCOMPLETE
+
+
+common = [
+    click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file (accounts, portal)"),
+    click.option("--out", type=click.Path(path_type=Path), help="archive folder (default ./archive)"),
+    click.option("--portal-url", help="invoice platform base URL"),
+    click.option("--browser-path", type=click.Path(path_type=Path), help="Chromium executable"),
+    click.option("-v", "--verbose", count=True, help="-v: one line per portal action; -vv: debug"),
+]
+
+
+def with_common(function: Any) -> Any:
+    for option in reversed(common):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fapiao-agent")
+def cli() -> None:
+    """Download and verify invoices from China's e-tax portal (电子税务局 / 税务数字账户)."""
+
+
+@cli.command()
+@with_common
+@click.option("--account", "accounts", multiple=True, help="account name from the config (repeatable; default: the only one)")
+@click.option("--show", is_flag=True, help="show the browser window")
+def login(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int, accounts: tuple[str, ...], show: bool) -> None:
+    """Log in once interactively and save the session for scheduled runs."""
+    configure_logging(verbose)
+    settings = load_settings(config_file, out=out, portal_url=portal_url, browser_path=browser_path, headless=False if show else None)
+    request = JobRequest(
+        accounts=list(accounts) or [None], date_from=date.today(), date_to=date.today(),
+        interactive=is_interactive(True, settings), login_only=True,
+    )
+    run_job(settings, request, as_json=True)
+    click.echo("logged in; the session is saved for later runs")
+
+
+@cli.command()
+@with_common
+@click.option("--account", "accounts", multiple=True, help="account name from the config (repeatable)")
+@click.option("--all-accounts", is_flag=True, help="every configured account, one after another")
+@click.option("--month", help="YYYY-MM")
+@click.option("--from", "date_from", help="YYYY-MM-DD (with --to)")
+@click.option("--to", "date_to", help="YYYY-MM-DD (with --from)")
+@click.option("--direction", type=click.Choice(["issued", "received", "both"]), default="both", show_default=True)
+@click.option("--kind", "kinds", multiple=True, help="票种 code, e.g. 81, 82 (repeatable; default all)")
+@click.option("--status", "statuses", multiple=True, help="发票状态 code 01-04 (repeatable; default all)")
+@click.option("--format", "formats", help="comma-separated: pdf,xml,ofd (default pdf)")
+@click.option("--concurrency", type=int, help="downloads in flight at once")
+@click.option("--rate-limit", type=float, help="max file requests per second (0 = no limit)")
+@click.option("--interactive/--no-interactive", default=None, help="ask on the terminal for SMS codes and captchas")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON summary object")
+def download(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int,
+             accounts: tuple[str, ...], all_accounts: bool, month: str | None, date_from: str | None, date_to: str | None,
+             direction: str, kinds: tuple[str, ...], statuses: tuple[str, ...], formats: str | None,
+             concurrency: int | None, rate_limit: float | None, interactive: bool | None, as_json: bool) -> None:
+    """Download and verify every invoice of a period."""
+    configure_logging(verbose)
+    start, end = period(month, date_from, date_to)
+    settings = load_settings(
+        config_file, out=out, portal_url=portal_url, browser_path=browser_path, formats=formats,
+        concurrency=concurrency, rate_limit=rate_limit,
+    )
+    names: list[str | None] = list(settings.account_names()) if all_accounts else list(accounts) or [None]
+    request = JobRequest(
+        accounts=names, date_from=start, date_to=end, directions=directions(direction), kinds=list(kinds),
+        statuses=list(statuses), interactive=is_interactive(interactive, settings),
+    )
+    summary = run_job(settings, request, as_json)
+    print_summary(summary, as_json)
+    sys.exit(exit_for(summary))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per file")
+@click.option("--no-qr", is_flag=True, help="skip the QR payload cross-check")
+def verify(paths: tuple[Path, ...], as_json: bool, no_qr: bool) -> None:
+    """Check invoice files: PDF sound, and content matching the ledger's listing when there is one."""
+    from agent.checks import verify_paths
+
+    verdicts = verify_paths(list(paths), check_qr=not no_qr)
+    for verdict in verdicts:
+        if as_json:
+            click.echo(verdict.model_dump_json())
+        else:
+            click.echo(f"{verdict.status.value:10} {verdict.path}" + (f"  ({verdict.reason})" if verdict.reason else ""))
+    sys.exit(errors.EXIT_OK if all(v.status == "ok" for v in verdicts) else errors.EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("archive"), show_default=True, help="archive folder")
+@click.option("--month", help="YYYY-MM (default: all)")
+@click.option("--json", "as_json", is_flag=True)
+def report(out: Path, month: str | None, as_json: bool) -> None:
+    """What the archive holds: counts per state, and every file not verified with its reason."""
+    from agent.checks import archive_report
+
+    if month:
+        parse_month(month)
+    result = archive_report(out, month)
+    click.echo(json.dumps(result, ensure_ascii=False, indent=None if as_json else 2))
+    sys.exit(errors.EXIT_OK if result["complete"] else errors.EXIT_INCOMPLETE)
+
+
+@cli.command("mock-portal")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, help="0 = a free port")
+@click.option("--scenario", default="default", show_default=True, help="preset name or scenario TOML file")
+@click.option("--seed", type=int, default=2025, show_default=True)
+def mock_portal(host: str, port: int, scenario: str, seed: int) -> None:
+    """Serve the built-in mock e-tax portal; prints its base URL first."""
+    from fixtures.portal.server import serve
+
+    serve(host=host, port=port, scenario=scenario, seed=seed)
+
+
+@cli.command()
+@click.option("--month", help="YYYY-MM (default: last month)")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-archive"), show_default=True)
+@click.option("--scenario", default="default", show_default=True, help="mock portal scenario")
+@click.option("--seed", type=int, default=2025, show_default=True)
+@click.option("--format", "formats", help="comma-separated: pdf,xml,ofd (default pdf)")
+@click.option("-v", "--verbose", count=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON summary object")
+def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | None, verbose: int, as_json: bool) -> None:
+    """Start the built-in mock portal and run the whole job on it, unattended."""
+    from agent.demo import check_against_truth, demo_settings, last_month
+    from fixtures.portal.server import MockPortalServer
+
+    configure_logging(verbose)
+    month = month or last_month()
+    start, end = parse_month(month)
+    with MockPortalServer(scenario=scenario, seed=seed) as server:
+        if not as_json:
+            click.echo(f"mock portal at {server.url}; archiving {month} into {out}/", err=True)
+        settings = demo_settings(load_settings(None, formats=formats), server.url, out)
+        request = JobRequest(accounts=["demo"], date_from=start, date_to=end, interactive=False)
+        summary = run_job(settings, request, as_json)
+        company_id = settings.accounts["demo"].company_id
+        truth = check_against_truth(server.url, out, company_id, month, settings.formats)
+    print_summary(summary, as_json, {"truth_files": truth.files_expected, "truth_matching": truth.files_matching})
+    if not as_json:
+        click.echo(f"mock truth: {truth.files_matching} of {truth.files_expected} files match the portal's sha256")
+    sys.exit(exit_for(summary) if truth.ok else errors.EXIT_INCOMPLETE)
+
+
+@cli.command("setup-browser")
+def setup_browser() -> None:
+    """Find Chromium (configured, Playwright's, PATH) or install it; says which is used."""
+    from agent.browser import find_chromium, install_chromium
+
+    try:
+        choice = find_chromium(load_settings(None).browser_path)
+    except errors.SettingsError:
+        choice = install_chromium()
+    click.echo(f"Chromium: {choice.describe()}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(errors.EXIT_USAGE)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(errors.EXIT_NEEDS_PERSON)
+    except errors.FapiaoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; the ledger keeps what was done, run again to resume", err=True)
+        sys.exit(130)

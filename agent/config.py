@@ -1,0 +1,260 @@
+"""Settings, built once at the CLI edge and injected everywhere else.
+
+Precedence, lowest first: defaults < TOML config file < .env < FAPIAO_* environment < CLI flags.
+A TOML file may hold several accounts:
+
+    portal_url = "https://dppt.beijing.chinatax.gov.cn:8443"
+    sso_url = "https://tpass.beijing.chinatax.gov.cn:8443"
+    out = "~/invoices"
+
+    [accounts.acme]
+    company_id = "91110108MA01ABCDE1"
+    login = "13800000001"
+    password_command = "pass show tax/acme"   # or password = "...", or password_keyring = "fapiao:acme"
+    sms = "prompt"                             # prompt | command:<cmd> | file:<path> | mock-outbox:<portal url>
+    role = "办税员"
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agent.errors import SettingsError
+from agent.parsers.ids import is_valid_taxpayer_id
+from agent.records import FileFormat
+
+DEFAULT_LAYOUT = "{company_id}/{month}/{direction}/{date}_{number}_{counterpart}_{total}.{ext}"
+SMS_SOURCE_KINDS = ("prompt", "command", "file", "mock-outbox")
+CAPTCHA_SOLVER_KINDS = ("prompt", "command", "ocr")
+
+_config_file: ContextVar[Path | None] = ContextVar("fapiao_config_file", default=None)
+
+
+def _source_kind(value: str, allowed: tuple[str, ...], setting: str) -> str:
+    kind = value.split(":", 1)[0]
+    if kind not in allowed:
+        raise ValueError(f"{setting} must start with one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+class Account(BaseModel):
+    """One person's login to one company."""
+
+    company_id: str = Field(description="统一社会信用代码/纳税人识别号 of the company")
+    login: str = Field(description="居民身份证号码/手机号码/用户名 of the person")
+    password: SecretStr | None = None
+    password_command: str | None = Field(None, description="a command whose first output line is the password")
+    password_keyring: str | None = Field(None, description="service:username in the system keyring")
+    sms: str = Field("prompt", description="where SMS codes come from: " + " | ".join(SMS_SOURCE_KINDS))
+    role: str | None = Field(None, description="role to pick when the person has several, e.g. 办税员")
+
+    @field_validator("company_id")
+    @classmethod
+    def _valid_company_id(cls, value: str) -> str:
+        value = value.strip().upper()
+        if not is_valid_taxpayer_id(value):
+            raise ValueError(f"{value!r} is not a valid unified social credit code (check its 18th character)")
+        return value
+
+    @field_validator("sms")
+    @classmethod
+    def _known_sms_source(cls, value: str) -> str:
+        return _source_kind(value, SMS_SOURCE_KINDS, "sms")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Account:
+        sources = [s for s in (self.password, self.password_command, self.password_keyring) if s]
+        if len(sources) > 1:
+            raise ValueError("give only one of password, password_command, password_keyring")
+        return self
+
+    def resolve_password(self, name: str) -> SecretStr:
+        """The password from wherever the account keeps it; the error never contains it."""
+        if self.password is not None:
+            return self.password
+        if self.password_command:
+            return SecretStr(_run_password_command(self.password_command, name))
+        if self.password_keyring:
+            return SecretStr(_keyring_password(self.password_keyring, name))
+        raise SettingsError(
+            f"account {name!r} has no password: set FAPIAO_PASSWORD, or password_command / password_keyring "
+            "in the config file"
+        )
+
+
+def _run_password_command(command: str, name: str) -> str:
+    try:
+        result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SettingsError(f"password_command of account {name!r} failed ({type(exc).__name__}); run it by hand to see why") from None
+    password = result.stdout.splitlines()[0] if result.stdout else ""
+    if not password:
+        raise SettingsError(f"password_command of account {name!r} printed nothing")
+    return password
+
+
+def _keyring_password(reference: str, name: str) -> str:
+    try:
+        import keyring  # optional: only for users who keep passwords there
+    except ImportError:
+        raise SettingsError("password_keyring needs the keyring package: pip install keyring") from None
+    service, _, username = reference.partition(":")
+    password = keyring.get_password(service, username or name)
+    if not password:
+        raise SettingsError(f"no password in the keyring for service {service!r}, user {username or name!r}")
+    return password
+
+
+class Settings(BaseSettings):
+    """Every knob of the agent. Environment variables are FAPIAO_<NAME>; nested ones use __."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAPIAO_", env_file=".env", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    # Portal
+    portal_url: str = Field("https://dppt.beijing.chinatax.gov.cn:8443", description="invoice platform base URL")
+    sso_url: str = Field("", description="login (tpass) base URL; empty = same as portal_url")
+    max_range_days: int = Field(31, ge=1, le=366, description="longest 开票日期 range the portal accepts in one query")
+    insecure: bool = Field(False, description="accept invalid TLS certificates (never the default)")
+
+    # Accounts: from the config file, or a single one from FAPIAO_COMPANY_ID / FAPIAO_LOGIN / FAPIAO_PASSWORD
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    company_id: str | None = None
+    login: str | None = None
+    password: SecretStr | None = None
+    sms: str = "prompt"
+    role: str | None = None
+
+    # Human checks
+    interactive: bool | None = Field(None, description="ask on the terminal; default: when stdin is a terminal")
+    captcha: str = Field("prompt", description="image captcha solver: " + " | ".join(CAPTCHA_SOLVER_KINDS))
+    human_timeout: float = Field(300, gt=0, description="seconds to wait for an SMS code or captcha answer")
+
+    # Archive
+    out: Path = Field(Path("archive"), description="archive root: files, ledger.sqlite3, manifests")
+    layout: str = Field(DEFAULT_LAYOUT, description="file path template inside the archive")
+    formats: list[FileFormat] = Field([FileFormat.pdf], description="pdf, xml, ofd")
+
+    # Downloads
+    concurrency: int = Field(8, ge=1, le=64, description="downloads in flight at once")
+    rate_limit: float = Field(10.0, ge=0, description="max file requests per second (0 = no limit)")
+    timeout: float = Field(30.0, gt=0, description="seconds per portal request")
+    retries: int = Field(5, ge=1, le=20, description="attempts per request for transient errors")
+    backoff_max: float = Field(30.0, gt=0, description="longest wait between retries, seconds")
+    corrupt_retries: int = Field(3, ge=1, le=10, description="downloads of a file that keeps arriving corrupt")
+    not_ready_rounds: int = Field(2, ge=0, le=10, description="end-of-run rounds for files not ready yet")
+    not_ready_wait: float = Field(5.0, ge=0, description="seconds before each such round")
+    unavailable_wait: float = Field(120.0, ge=0, description="longest wait for maintenance to end before exit 5")
+    verify_qr: bool = Field(True, description="cross-check the QR payload of each PDF")
+    workers: int = Field(0, ge=0, description="verification processes (0 = one per core)")
+
+    # Browser
+    browser_path: Path | None = Field(None, description="Chromium executable; default: Playwright's, then PATH")
+    headless: bool = True
+    state_dir: Path = Field(Path("~/.local/state/fapiao"), description="saved sessions (mode 0600)")
+    debug_dir: Path | None = Field(None, description="traces and screenshots of failed runs; default <out>/_debug")
+
+    @field_validator("captcha")
+    @classmethod
+    def _known_captcha_solver(cls, value: str) -> str:
+        return _source_kind(value, CAPTCHA_SOLVER_KINDS, "captcha")
+
+    @field_validator("sms")
+    @classmethod
+    def _known_sms_source(cls, value: str) -> str:
+        return _source_kind(value, SMS_SOURCE_KINDS, "sms")
+
+    @field_validator("portal_url", "sso_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local mock portal)")
+        return value.rstrip("/")
+
+    @field_validator("out", "state_dir", "debug_dir", "browser_path")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [part.strip().lower() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file.get())
+        return init_settings, env_settings, dotenv_settings, toml
+
+    def account_names(self) -> list[str]:
+        return list(self.accounts) or (["default"] if self.company_id else [])
+
+    def account(self, name: str | None) -> tuple[str, Account]:
+        """The named account, or the only one; a clear SettingsError otherwise."""
+        accounts = dict(self.accounts)
+        if self.company_id and self.login:
+            accounts.setdefault("default", self._account_from_flat_settings())
+        if not accounts:
+            raise SettingsError(
+                "no account configured: set FAPIAO_COMPANY_ID, FAPIAO_LOGIN and FAPIAO_PASSWORD, "
+                "or add [accounts.<name>] to the config file (--config)"
+            )
+        if name is None:
+            if len(accounts) > 1:
+                raise SettingsError(f"several accounts configured; choose one with --account ({', '.join(accounts)})")
+            name = next(iter(accounts))
+        if name not in accounts:
+            raise SettingsError(f"unknown account {name!r}; configured: {', '.join(accounts)}")
+        return name, accounts[name]
+
+    def _account_from_flat_settings(self) -> Account:
+        try:
+            return Account(
+                company_id=self.company_id or "", login=self.login or "", password=self.password, sms=self.sms, role=self.role
+            )
+        except ValidationError as exc:
+            raise settings_error(exc, "FAPIAO_") from None
+
+
+def settings_error(exc: ValidationError, prefix: str = "") -> SettingsError:
+    """One line per bad setting: where it is set and what is wrong with it."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"setting {prefix}{name}: {error['msg']}")
+    return SettingsError("bad settings:\n  " + "\n  ".join(lines))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings once; CLI flags come in as overrides (None means 'not given')."""
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {config_file} does not exist; pass an existing file to --config")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+    except (ValueError, OSError) as exc:  # e.g. malformed TOML
+        raise SettingsError(f"cannot read settings: {exc}; fix the file named above") from None
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,238 @@
+"""Download invoice files in bulk through the logged-in context's request client, and verify each one.
+
+No clicks: every file is one GET on the portal's file endpoint, sent with the browser context's cookies,
+`concurrency` at a time, spaced by the politeness gate. Each file is verified in a process pool (all cores)
+while the next ones download, and is written to its final name only after it passed. What happens to each
+file is reported through `on_outcome`; the caller keeps the ledger.
+
+Per file: transient errors are retried by the policy in agent.retry; a corrupt or mismatching file is
+downloaded again, a bounded number of times, then failed (corrupt) or quarantined (mismatch); a file not
+ready yet is set aside and tried again at the end of the run, then reported pending. A dead session is
+renewed through `renew_session` (the caller bounds how often).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from playwright.async_api import APIRequestContext
+from playwright.async_api import Error as PlaywrightError
+from pydantic import BaseModel, ConfigDict
+
+from agent import errors
+from agent.archive import Archive
+from agent.config import Settings
+from agent.parsers.listing import classify_error_body
+from agent.portal import PortalProfile
+from agent.records import FileFormat, InvoiceRow
+from agent.retry import Gate, retrying
+from agent.verify import check_other_format, check_pdf
+
+log = logging.getLogger(__name__)
+
+CONSECUTIVE_OUTAGES_TO_STOP = 5  # files failing in a row on an unavailable portal: stop, the rest stay to do
+
+
+class DownloadTask(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    company_id: str
+    row: InvoiceRow
+    fmt: FileFormat
+    target: Path
+
+
+class State(StrEnum):
+    verified = "verified"
+    failed = "failed"
+    pending = "pending"
+    quarantined = "quarantined"
+
+
+class Outcome(BaseModel):
+    task: DownloadTask
+    state: State
+    path: Path | None = None
+    sha256: str = ""
+    size: int = 0
+    error: str = ""
+    attempts: int = 0
+
+
+def verify_bytes(data: bytes, row: InvoiceRow, fmt: FileFormat, check_qr: bool) -> None:
+    """Runs in a worker process: raises FileCorrupt or ContentMismatch, returns when the file is good."""
+    if fmt is FileFormat.pdf:
+        check_pdf(data, row, check_qr=check_qr)
+    else:
+        check_other_format(data, fmt, row)
+
+
+class Verifier:
+    """A process pool sized to the machine, started before the first file arrives."""
+
+    def __init__(self, workers: int, check_qr: bool) -> None:
+        # forkserver: forking a process that runs threads (Playwright's, the mock's) is unsafe
+        context = multiprocessing.get_context("forkserver")
+        self._pool = ProcessPoolExecutor(max_workers=workers or None, mp_context=context)
+        self.check_qr = check_qr
+
+    async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, verify_bytes, data, row, fmt, self.check_qr)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class PortalFiles:
+    """One GET per file on the portal's file endpoint, answers translated into our exceptions."""
+
+    def __init__(self, request: APIRequestContext, profile: PortalProfile, settings: Settings, gate: Gate) -> None:
+        self.request, self.profile, self.settings, self.gate = request, profile, settings, gate
+
+    async def fetch(self, row: InvoiceRow, fmt: FileFormat) -> bytes:
+        url = self.profile.file_url(row.number, row.issued_at.strftime("%Y%m%d%H%M%S"), fmt)
+        async for attempt in retrying(self.settings, self.gate):
+            with attempt:
+                await self.gate.wait()
+                return await self._get(url)
+        raise AssertionError("unreachable: retrying re-raises the last error")
+
+    async def _get(self, url: str) -> bytes:
+        try:
+            response = await self.request.get(
+                url, timeout=self.settings.timeout * 1000, max_redirects=0, fail_on_status_code=False
+            )
+            body = await response.body()
+        except PlaywrightError as exc:  # reset, timeout, body cut short
+            raise errors.PortalUnavailable(f"download interrupted: {exc.message.splitlines()[0]}") from None
+        return self._accept(response.status, response.headers, body)
+
+    def _accept(self, status: int, headers: dict[str, str], body: bytes) -> bytes:
+        content_type = headers.get("content-type", "")
+        if 300 <= status < 400:
+            self._check_redirect(headers.get("location", ""))
+            raise errors.SessionLost("the portal redirected a download to its login page")
+        if status == 429:
+            retry_after = headers.get("retry-after", "")
+            raise errors.RateLimited("the portal asked to slow down (HTTP 429)", float(retry_after) if retry_after.isdigit() else None)
+        if status >= 400:
+            raise classify_error_body(body, content_type) or errors.PortalUnavailable(f"HTTP {status} from the file service")
+        if body.startswith(b"%PDF-") or b"<html" not in body[:512].lower() and "json" not in content_type:
+            return body
+        raise classify_error_body(body, content_type) or errors.FileCorrupt("the portal answered with a page, not a file")
+
+    def _check_redirect(self, location: str) -> None:
+        host = urlsplit(location).netloc
+        if host and host not in self.profile.hosts:
+            raise errors.FapiaoError(f"refused a download redirected to a foreign host ({host})")
+
+
+class Downloader:
+    """Fetch, verify, save: the pipeline for one account's files."""
+
+    def __init__(
+        self,
+        files: PortalFiles,
+        verifier: Verifier,
+        archive: Archive,
+        settings: Settings,
+        on_outcome: Callable[[Outcome], None],
+        renew_session: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.files, self.verifier, self.archive, self.settings = files, verifier, archive, settings
+        self.on_outcome = on_outcome
+        self.renew_session = renew_session
+        self._renewing = asyncio.Lock()
+        self._session_generation = 0
+        self._outages_in_a_row = 0
+        self.not_ready: list[DownloadTask] = []
+
+    async def run(self, tasks: Iterable[DownloadTask]) -> None:
+        await self._drain(tasks, final_round=self.settings.not_ready_rounds == 0)
+        for round_number in range(1, self.settings.not_ready_rounds + 1):
+            if not self.not_ready:
+                break
+            waiting, self.not_ready = self.not_ready, []
+            log.info("%d files were not ready; trying them again in %.0f s", len(waiting), self.settings.not_ready_wait)
+            await asyncio.sleep(self.settings.not_ready_wait)
+            await self._drain(waiting, final_round=round_number == self.settings.not_ready_rounds)
+
+    async def _drain(self, tasks: Iterable[DownloadTask], final_round: bool) -> None:
+        queue = iter(tasks)
+
+        async def worker() -> None:
+            for task in queue:  # one shared iterator: each task goes to exactly one worker
+                await self._one(task, final_round)
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.settings.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for running in workers:
+                running.cancel()
+
+    async def _one(self, task: DownloadTask, final_round: bool) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                outcome = await self._attempt(task, attempts)
+            except errors.FileNotReady as exc:
+                if final_round:
+                    outcome = Outcome(task=task, state=State.pending, error=str(exc), attempts=attempts)
+                else:
+                    self.not_ready.append(task)
+                    return
+            except errors.SessionLost:
+                await self._renew()
+                continue
+            except errors.FileRejected as exc:
+                if attempts < self.settings.corrupt_retries:
+                    log.warning("%s %s rejected (%s); downloading again", task.row.number, task.fmt, exc)
+                    continue
+                outcome = Outcome(task=task, state=State.failed, error=str(exc), attempts=attempts)
+            except errors.PortalUnavailable as exc:
+                outcome = self._outage(task, exc, attempts)
+            except errors.FapiaoError as exc:
+                outcome = Outcome(task=task, state=State.failed, error=str(exc), attempts=attempts)
+            self.on_outcome(outcome)
+            return
+
+    async def _attempt(self, task: DownloadTask, attempts: int) -> Outcome:
+        data = await self.files.fetch(task.row, task.fmt)
+        self._outages_in_a_row = 0
+        try:
+            await self.verifier.verify(data, task.row, task.fmt)
+        except errors.ContentMismatch as exc:
+            if attempts < self.settings.corrupt_retries:
+                raise
+            return await self._quarantine(task, data, exc, attempts)
+        sha256, size = await asyncio.to_thread(self.archive.write_atomic, task.target, data)
+        return Outcome(task=task, state=State.verified, path=task.target, sha256=sha256, size=size, attempts=attempts)
+
+    async def _quarantine(self, task: DownloadTask, data: bytes, error: errors.ContentMismatch, attempts: int) -> Outcome:
+        """Keep the evidence where nobody takes it for the real invoice."""
+        path = await asyncio.to_thread(self.archive.quarantine, data, task.row, task.fmt, task.company_id, str(error))
+        log.warning("%s %s quarantined: %s", task.row.number, task.fmt, error)
+        return Outcome(task=task, state=State.quarantined, path=path, error=str(error), attempts=attempts)
+
+    def _outage(self, task: DownloadTask, error: errors.PortalUnavailable, attempts: int) -> Outcome:
+        self._outages_in_a_row += 1
+        if self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
+            raise errors.PortalUnavailable(f"the portal stays unavailable ({error}); stopping, the next run resumes")
+        return Outcome(task=task, state=State.failed, error=str(error), attempts=attempts)
+
+    async def _renew(self) -> None:
+        seen = self._session_generation
+        async with self._renewing:
+            if self._session_generation == seen:  # the first worker to notice renews; the others just retry
+                await self.renew_session()
+                self._session_generation += 1

@@ -1,0 +1,294 @@
+"""One archiving job: for each account, log in, list the period, download and verify what is missing.
+
+The ledger is the memory between runs: what is verified (and whose file still has its recorded hash) is
+skipped, everything else is tried again. Every state change is written as it happens, so a run killed at
+any point leaves a ledger the next run resumes from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page
+from pydantic import BaseModel, Field
+
+from agent import errors
+from agent.archive import Archive
+from agent.browser import BrowserSession, find_chromium
+from agent.config import Account, Settings
+from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, Verifier
+from agent.flows.login import LoginInput, login
+from agent.flows.search import Listing, SearchQuery, search
+from agent.human import make_captcha_solver, make_sms_source
+from agent.ledger import EntryKey, EntryState, Ledger, LedgerEntry
+from agent.manifest import write_manifests
+from agent.portal import PortalProfile
+from agent.records import Direction, InvoiceRow, RunSummary
+from agent.retry import Gate, retrying
+
+log = logging.getLogger(__name__)
+
+MAX_RELOGINS = 2  # per account and run: a session that keeps dying stops the run instead of looping
+
+
+class JobRequest(BaseModel):
+    accounts: list[str | None] = Field(default_factory=lambda: [None])  # None: the only configured account
+    date_from: date
+    date_to: date
+    directions: list[Direction] = Field(default_factory=lambda: [Direction.issued, Direction.received])
+    kinds: list[str] = Field(default_factory=list)
+    statuses: list[str] = Field(default_factory=list)
+    interactive: bool = False
+    login_only: bool = False
+
+
+class ProgressSink:
+    """What a job tells the person watching; the CLI draws it as bars or plain lines."""
+
+    def listed(self, account: str, direction: Direction, count: int) -> None: ...
+
+    def started(self, total: int) -> None: ...
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+def profile_for(settings: Settings) -> PortalProfile:
+    return PortalProfile(portal_url=settings.portal_url, sso_url=settings.sso_url, max_range_days=settings.max_range_days)
+
+
+class AccountRun:
+    """One account's share of a job, on its own browser context."""
+
+    def __init__(self, job: Job, name: str, account: Account) -> None:
+        self.job, self.name, self.account = job, name, account
+        self.settings, self.profile = job.settings, job.profile
+        self.relogins = 0
+        self.context: BrowserContext | None = None
+        self.page: Page | None = None
+
+    async def run(self, browser: BrowserSession) -> RunSummary:
+        self.context = await browser.new_context(self.name)
+        try:
+            self.page = await self.context.new_page()
+            await self._ensure_session(browser)
+            if self.job.request.login_only:
+                return RunSummary()
+            await self.context.tracing.start(screenshots=True, snapshots=True)
+            try:
+                summary = await self._archive(browser)
+            except BaseException:
+                await self._keep_evidence()
+                raise
+            await self.context.tracing.stop()
+            return summary
+        finally:
+            await self.context.close()
+
+    async def _ensure_session(self, browser: BrowserSession) -> None:
+        assert self.page is not None and self.context is not None
+        await self._open_portal()
+        if self.profile.paths.query_page not in self.page.url:
+            await login(self.page, self.profile, self._login_input())
+        await browser.save_session(self.context, self.name)
+
+    async def _open_portal(self) -> None:
+        assert self.page is not None
+        async for attempt in retrying(self.settings, self.job.gate):
+            with attempt:
+                response = await self.page.goto(self.profile.url(self.profile.paths.query_page))
+                if response is not None and response.status >= 500:
+                    text = await response.text()
+                    if any(m in text for m in self.profile.messages.maintenance):
+                        raise errors.Maintenance("the portal shows its maintenance page (系统维护)")
+                    raise errors.PortalUnavailable(f"the portal answered HTTP {response.status}")
+
+    def _login_input(self) -> LoginInput:
+        settings, interactive = self.settings, self.job.request.interactive
+        image_dir = self.job.debug_dir
+        return LoginInput(
+            account_name=self.name,
+            account=self.account,
+            password=self.account.resolve_password(self.name),
+            captcha=make_captcha_solver(settings.captcha, interactive, image_dir, settings.human_timeout),
+            sms=make_sms_source(self.account.sms, interactive, self.account.login, settings.human_timeout),
+            interactive=interactive,
+        )
+
+    async def renew_session(self) -> None:
+        """Log in again after the portal dropped the session; bounded, never a loop."""
+        self.relogins += 1
+        if self.relogins > MAX_RELOGINS:
+            raise errors.SessionLost(
+                f"the portal session keeps dying ({MAX_RELOGINS} re-logins this run); check that nobody else "
+                "logs in with this account, then run again: the ledger resumes where this run stopped"
+            )
+        log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
+        assert self.page is not None and self.context is not None
+        await self._open_portal()
+        if self.profile.paths.query_page not in self.page.url:
+            await login(self.page, self.profile, self._login_input())
+        await self.job.browser_session.save_session(self.context, self.name)
+
+    async def _list(self, direction: Direction) -> Listing:
+        assert self.page is not None
+        request = self.job.request
+        query = SearchQuery(
+            direction=direction, date_from=request.date_from, date_to=request.date_to,
+            kinds=request.kinds, statuses=request.statuses,
+        )
+        while True:
+            try:
+                async for attempt in retrying(self.settings, self.job.gate):
+                    with attempt:
+                        return await search(self.page, self.profile, query)
+            except errors.SessionLost:
+                await self.renew_session()
+
+    async def _archive(self, browser: BrowserSession) -> RunSummary:
+        assert self.context is not None
+        ledger, company_id = self.job.ledger, self.account.company_id
+        listed: list[InvoiceRow] = []
+        mismatches: list[str] = []
+        for direction in self.job.request.directions:
+            listing = await self._list(direction)
+            ledger.record_listed(self.job.run_id, company_id, listing.rows, self.settings.formats)
+            self.job.progress.listed(self.name, direction, len(listing.rows))
+            listed += listing.rows
+            mismatches += listing.count_mismatches
+        keys = {EntryKey.of(company_id, row, fmt) for row in listed for fmt in self.settings.formats}
+        entries = [entry for entry in self._entries(company_id, listed) if entry.key in keys]
+        skipped = self._recheck_verified(entries)
+        tasks = [self._task(entry) for entry in entries if entry.state not in (EntryState.verified, EntryState.paper)]
+        self.job.progress.started(len(tasks))
+        files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
+        downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.renew_session)
+        await downloader.run(tasks)
+        return self.job.summarize(keys, skipped, mismatches)
+
+    def _entries(self, company_id: str, rows: list[InvoiceRow]) -> Iterator[LedgerEntry]:
+        for month in sorted({f"{row.issued_at:%Y-%m}" for row in rows}):
+            yield from self.job.ledger.entries(company_id, month)
+
+    def _recheck_verified(self, entries: list[LedgerEntry]) -> set[EntryKey]:
+        """Verified entries whose file still has its hash are skipped; the others are done again."""
+        skipped = set()
+        for entry in entries:
+            if entry.state is not EntryState.verified:
+                continue
+            path = self.job.archive.root / (entry.path or "")
+            if entry.path and path.is_file() and Archive.sha256_of(path) == entry.sha256:
+                skipped.add(entry.key)
+            else:
+                self.job.ledger.mark_failed(self.job.run_id, entry.key, "file missing or changed since it was verified")
+                entry.state = EntryState.failed
+        return skipped
+
+    def _task(self, entry: LedgerEntry) -> DownloadTask:
+        target = self.job.archive.path_for(entry.row, entry.format, entry.company_id)
+        return DownloadTask(company_id=entry.company_id, row=entry.row, fmt=entry.format, target=target)
+
+    async def _keep_evidence(self) -> None:
+        """Trace and screenshot of a failed run (the password field was cleared after login)."""
+        assert self.context is not None
+        folder = self.job.debug_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            await self.context.tracing.stop(path=folder / f"trace-{self.name}-{stamp}.zip")
+            if self.page is not None and not self.page.is_closed():
+                await self.page.screenshot(path=folder / f"page-{self.name}-{stamp}.png")
+        except Exception as exc:  # evidence is best effort; the original error matters more  # noqa: BLE001
+            log.info("could not save failure evidence: %s", exc)
+
+
+class Job:
+    """Runs a JobRequest: shared ledger, archive, verifier pool and politeness gate for all accounts."""
+
+    def __init__(self, settings: Settings, request: JobRequest, progress: ProgressSink | None = None) -> None:
+        self.settings, self.request = settings, request
+        self.progress = progress or ProgressSink()
+        self.profile = profile_for(settings)
+        self.gate = Gate(settings.rate_limit)
+        self.archive = Archive(settings.out, settings.layout)
+        self.debug_dir = settings.debug_dir or settings.out / "_debug"
+
+    async def run(self, args: dict[str, Any]) -> RunSummary:
+        self.archive.check_writable()
+        self.archive.sweep_partials()
+        accounts = [self.settings.account(name) for name in self.request.accounts]
+        with Ledger.open(self.settings.out) as self.ledger:
+            self.run_id = self.ledger.start_run(args)
+            summary, exit_code = RunSummary(), errors.EXIT_INCOMPLETE
+            try:
+                summary = await self._run_accounts(accounts)
+                exit_code = errors.EXIT_OK if summary.complete else errors.EXIT_INCOMPLETE
+                return summary
+            except errors.FapiaoError as exc:
+                exit_code = exc.exit_code
+                raise
+            finally:
+                self.ledger.finish_run(self.run_id, summary, exit_code)
+                if not self.request.login_only:
+                    write_manifests(self.ledger, self.settings.out)
+
+    async def _run_accounts(self, accounts: list[tuple[str, Account]]) -> RunSummary:
+        chromium = find_chromium(self.settings.browser_path)
+        self.verifier = Verifier(self.settings.workers, self.settings.verify_qr)
+        try:
+            async with BrowserSession(chromium, self.settings.state_dir, self.settings.headless, self.settings.insecure) as self.browser_session:
+                total = RunSummary()
+                for name, account in accounts:
+                    summary = await AccountRun(self, name, account).run(self.browser_session)
+                    total = add_summaries(total, summary)
+                return total
+        finally:
+            self.verifier.close()
+
+    def record(self, outcome: Outcome) -> None:
+        """Write one file's outcome to the ledger the moment it is known."""
+        task, key = outcome.task, EntryKey.of(outcome.task.company_id, outcome.task.row, outcome.task.fmt)
+        if outcome.state is State.verified and outcome.path is not None:
+            self.ledger.mark_verified(self.run_id, key, outcome.path, outcome.sha256, outcome.size)
+        elif outcome.state is State.quarantined and outcome.path is not None:
+            self.ledger.mark_quarantined(self.run_id, key, outcome.path, outcome.error)
+        elif outcome.state is State.pending:
+            self.ledger.mark_pending(self.run_id, key, outcome.error)
+        else:
+            self.ledger.mark_failed(self.run_id, key, outcome.error)
+        log.debug("%s %s %s", task.row.number, task.fmt, outcome.state)
+        self.progress.outcome(outcome)
+
+    def summarize(self, keys: set[EntryKey], skipped: set[EntryKey], mismatches: list[str]) -> RunSummary:
+        states = [entry.state for entry in map(self.ledger.get, keys) if entry is not None]
+        count: Callable[[EntryState], int] = states.count
+        return RunSummary(
+            listed=len(keys),
+            verified=count(EntryState.verified),
+            downloaded=count(EntryState.verified) - len(skipped),
+            skipped=len(skipped),
+            failed=count(EntryState.failed) + count(EntryState.listed) + count(EntryState.downloaded),
+            pending=count(EntryState.pending),
+            quarantined=count(EntryState.quarantined),
+            paper=count(EntryState.paper),
+            count_mismatches=mismatches,
+        )
+
+
+def add_summaries(a: RunSummary, b: RunSummary) -> RunSummary:
+    numbers = {field: getattr(a, field) + getattr(b, field) for field in RunSummary.model_fields if field != "count_mismatches"}
+    return RunSummary(**numbers, count_mismatches=a.count_mismatches + b.count_mismatches)
+
+
+def job_args(request: JobRequest, settings: Settings) -> dict[str, Any]:
+    """What a run records about itself: never a password."""
+    return {
+        "request": request.model_dump(mode="json"),
+        "portal_url": settings.portal_url,
+        "out": str(settings.out),
+        "formats": [fmt.value for fmt in settings.formats],
+    }
+

@@ -1,0 +1,113 @@
+"""The archive's table of contents for people: `manifest.csv` and `manifest.xlsx` in the archive root.
+
+Columns start with those accountants know from the portal's Excel export (发票基础信息), then ours: direction,
+format, state, file, hash, error. The CSV is UTF-8 with a BOM, which Excel needs to read Chinese. Names come
+from the portal, so a text that Excel would run as a formula (=, +, -, @) is neutralized in both files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from agent.archive import Archive
+from agent.ledger import Ledger, LedgerEntry
+from agent.portal import FORMAT_PARAM, KIND_NAMES, STATUS_NAMES
+from agent.records import Direction
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+CSV_NAME = "manifest.csv"
+XLSX_NAME = "manifest.xlsx"
+SHEET_TITLE = "发票基础信息"
+COLUMNS: tuple[str, ...] = (
+    "发票代码", "发票号码", "数电发票号码", "销方识别号", "销方名称", "购方识别号", "购买方名称", "开票日期",
+    "金额", "税额", "价税合计", "发票来源", "发票票种", "发票状态", "开票人",
+    "方向", "格式", "状态", "文件", "sha256", "错误",
+)  # fmt: skip
+DIRECTION_NAMES: dict[Direction, str] = {Direction.issued: "开具", Direction.received: "取得"}
+DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
+AMOUNT_FORMAT = "0.00"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+Cell = str | Decimal | datetime
+
+
+def manifest_row(entry: LedgerEntry) -> list[Cell]:
+    """One ledger entry as the manifest's cells, in COLUMNS order; amounts and dates keep their types."""
+    row = entry.row
+    return [
+        row.legacy_code, row.legacy_number, row.number,
+        row.seller_tax_id, row.seller_name, row.buyer_tax_id, row.buyer_name,
+        row.issued_at, row.amount, row.tax, row.total,
+        row.source, KIND_NAMES.get(row.kind, row.kind), STATUS_NAMES.get(row.status, row.status), row.clerk,
+        DIRECTION_NAMES[entry.direction], FORMAT_PARAM[entry.format], entry.state.value,
+        entry.path or "", entry.sha256 or "", entry.last_error,
+    ]  # fmt: skip
+
+
+def _defused(text: str) -> str:
+    """Excel runs a cell starting with = + - @ as a formula; a leading apostrophe makes it plain text."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _csv_text(cell: Cell) -> str:
+    if isinstance(cell, datetime):
+        return f"{cell:%Y-%m-%d %H:%M:%S}"
+    if isinstance(cell, Decimal):
+        return f"{cell:.2f}"
+    return _defused(cell)
+
+
+def csv_bytes(rows: Iterable[list[Cell]]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    writer.writerows([_csv_text(cell) for cell in row] for row in rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _xlsx_cell(sheet: WriteOnlyWorksheet, value: Cell) -> WriteOnlyCell:
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters are not allowed in the XML
+    cell = WriteOnlyCell(sheet, value=value)
+    if isinstance(value, datetime):
+        cell.number_format = DATE_FORMAT
+    elif isinstance(value, Decimal):
+        cell.number_format = AMOUNT_FORMAT
+    else:
+        cell.data_type = "s"  # openpyxl would store a text starting with "=" as a formula
+    return cell
+
+
+def xlsx_bytes(rows: Iterable[list[Cell]]) -> bytes:
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(SHEET_TITLE)
+    sheet.append(list(COLUMNS))
+    for row in rows:
+        sheet.append([_xlsx_cell(sheet, value) for value in row])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def write_manifests(ledger: Ledger, root: Path, company_id: str | None = None) -> list[Path]:
+    """Write both manifests atomically from the ledger (one company's entries, or all); returns their paths."""
+    rows = [manifest_row(entry) for entry in ledger.entries(company_id=company_id)]
+    archive = Archive(root)
+    written = []
+    for name, data in ((CSV_NAME, csv_bytes(rows)), (XLSX_NAME, xlsx_bytes(rows))):
+        path = archive.root / name
+        archive.write_atomic(path, data)
+        written.append(path)
+    return written

@@ -1,0 +1,66 @@
+"""Progress for a person: rich bars on a terminal, plain lines otherwise (cron mails, CI logs)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from agent.flows.download import Outcome, State
+from agent.job import ProgressSink
+from agent.records import Direction
+
+PLAIN_EVERY = 100  # verified files between two plain progress lines
+
+
+class BarProgress(ProgressSink):
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def listed(self, account: str, direction: Direction, count: int) -> None:
+        self.progress.console.print(f"{account}: {count} {direction.value} invoices listed")
+
+    def started(self, total: int) -> None:
+        self.task = self.progress.add_task("downloading + verifying", total=total)
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+        if outcome.state is not State.verified:
+            self.progress.console.print(f"{outcome.state.value}: {outcome.task.row.number} {outcome.error}")
+
+
+class PlainProgress(ProgressSink):
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+
+    def listed(self, account: str, direction: Direction, count: int) -> None:
+        click.echo(f"{account}: {count} {direction.value} invoices listed", err=True)
+
+    def started(self, total: int) -> None:
+        self.done, self.total = 0, total
+        click.echo(f"{total} files to download", err=True)
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.done += 1
+        if outcome.state is not State.verified:
+            click.echo(f"{outcome.state.value}: {outcome.task.row.number} {outcome.task.fmt.value} {outcome.error}", err=True)
+        elif self.done % PLAIN_EVERY == 0 or self.done == self.total:
+            click.echo(f"{self.done}/{self.total} files done", err=True)
+
+
+@contextmanager
+def make_progress(enabled: bool) -> Iterator[ProgressSink]:
+    if not enabled:
+        yield ProgressSink()
+    elif sys.stderr.isatty():
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=False) as progress:
+            yield BarProgress(progress)
+    else:
+        yield PlainProgress()

@@ -1,0 +1,84 @@
+"""The retry policy and the politeness gate, set in Settings and shared by every portal request.
+
+Only transient errors (PortalUnavailable and its children) are retried: exponential backoff with jitter,
+Retry-After honoured, maintenance waited out up to `unavailable_wait` seconds. A refused login is never
+retried. The gate spaces requests to at most `rate_limit` per second and holds every request back while
+the portal has asked us to wait (429 Retry-After, maintenance), so a stalled portal is never hammered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    before_sleep_log,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
+
+from agent.config import Settings
+from agent.errors import Maintenance, PortalUnavailable, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+class Gate:
+    """Spaces requests and pauses them all when the portal asks for a break."""
+
+    def __init__(self, rate_limit: float) -> None:
+        self.interval = 1 / rate_limit if rate_limit > 0 else 0.0
+        self._next_slot = 0.0
+        self._held_until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        self._held_until = max(self._held_until, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next_slot, self._held_until)
+        self._next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class _StopPolicy:
+    """Attempts for ordinary transient errors; elapsed time for maintenance windows."""
+
+    def __init__(self, attempts: int, maintenance_seconds: float) -> None:
+        self.attempts = attempts
+        self.maintenance_seconds = maintenance_seconds
+
+    def __call__(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, Maintenance):
+            return (state.seconds_since_start or 0) >= self.maintenance_seconds
+        return state.attempt_number >= self.attempts
+
+
+class _WaitPolicy:
+    def __init__(self, gate: Gate, backoff_max: float) -> None:
+        self.gate = gate
+        self.backoff = wait_random_exponential(multiplier=0.5, max=backoff_max)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        seconds = self.backoff(state)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            seconds = error.retry_after
+        if isinstance(error, (RateLimited, Maintenance)):
+            self.gate.hold(seconds)  # everyone waits, not just this request
+        return seconds
+
+
+def retrying(settings: Settings, gate: Gate) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(PortalUnavailable),
+        stop=_StopPolicy(settings.retries, settings.unavailable_wait),
+        wait=_WaitPolicy(gate, settings.backoff_max),
+        before_sleep=before_sleep_log(log, logging.INFO),
+        reraise=True,
+    )

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_settings
+from agent.errors import SettingsError
+
+GOOD_ID = "91110108MA01ABCDE1"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fapiao.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_user_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in ("FAPIAO_COMPANY_ID", "FAPIAO_LOGIN", "FAPIAO_PASSWORD", "FAPIAO_OUT", "FAPIAO_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def valid_uscc() -> str:
+    from agent.parsers.ids import uscc_check_char
+
+    return "91110108MA01ABCDE" + uscc_check_char("91110108MA01ABCDE")
+
+
+def test_accounts_from_toml_with_secret_password(tmp_path: Path) -> None:
+    uscc = valid_uscc()
+    config = write(tmp_path, f'[accounts.acme]\ncompany_id = "{uscc}"\nlogin = "13800000001"\npassword = "s3cret!"\n')
+    settings = load_settings(config)
+    name, account = settings.account(None)
+    assert name == "acme"
+    assert account.password is not None and account.password.get_secret_value() == "s3cret!"
+    assert "s3cret!" not in repr(settings)
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, "concurrency = 3\nrate_limit = 2.5\ntimeout = 9\n")
+    monkeypatch.setenv("FAPIAO_CONCURRENCY", "5")
+    monkeypatch.setenv("FAPIAO_RATE_LIMIT", "4")
+    settings = load_settings(config, rate_limit=1.0)
+    assert (settings.timeout, settings.concurrency, settings.rate_limit) == (9, 5, 1.0)
+
+
+def test_bad_value_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="setting concurrency"):
+        load_settings(write(tmp_path, "concurrency = 0\n"))
+
+
+def test_invalid_company_id_names_the_check_character(tmp_path: Path) -> None:
+    config = write(tmp_path, '[accounts.x]\ncompany_id = "91110108MA01ABCDE0"\nlogin = "a"\npassword = "p"\n')
+    uscc = valid_uscc()
+    assert uscc[-1] != "0"
+    with pytest.raises(SettingsError, match="accounts.x.company_id.*18th character"):
+        load_settings(config)
+
+
+def test_malformed_toml_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read settings"):
+        load_settings(write(tmp_path, "concurrency = = 3\n"))
+
+
+def test_missing_config_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_unknown_account_lists_the_configured_ones(tmp_path: Path) -> None:
+    uscc = valid_uscc()
+    settings = load_settings(write(tmp_path, f'[accounts.acme]\ncompany_id = "{uscc}"\nlogin = "l"\npassword = "p"\n'))
+    with pytest.raises(SettingsError, match="unknown account 'other'; configured: acme"):
+        settings.account("other")
+
+
+def test_flat_environment_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAPIAO_COMPANY_ID", valid_uscc())
+    monkeypatch.setenv("FAPIAO_LOGIN", "13800000001")
+    monkeypatch.setenv("FAPIAO_PASSWORD", "pw-from-env")
+    name, account = load_settings().account(None)
+    assert name == "default"
+    assert account.resolve_password(name).get_secret_value() == "pw-from-env"
+
+
+def test_password_command_is_run_and_its_failure_is_clear(tmp_path: Path) -> None:
+    uscc = valid_uscc()
+    config = write(tmp_path, f'[accounts.a]\ncompany_id = "{uscc}"\nlogin = "l"\npassword_command = "echo from-command"\n')
+    _, account = load_settings(config).account("a")
+    assert account.resolve_password("a").get_secret_value() == "from-command"
+    config = write(tmp_path, f'[accounts.a]\ncompany_id = "{uscc}"\nlogin = "l"\npassword_command = "false"\n')
+    _, account = load_settings(config).account("a")
+    with pytest.raises(SettingsError, match="password_command of account 'a' failed"):
+        account.resolve_password("a")
+
+
+def test_formats_accept_comma_separated_text() -> None:
+    assert [f.value for f in load_settings(formats="pdf, XML,ofd").formats] == ["pdf", "xml", "ofd"]
+
+
+def test_unknown_format_is_refused() -> None:
+    with pytest.raises(SettingsError, match="setting formats"):
+        load_settings(formats="pdf,docx")
