@@ -44,8 +44,14 @@ _WINDOWS_RESERVED = frozenset(
 _OS_ERROR_ADVICE: dict[int, tuple[str, str]] = {
     errno.ENOSPC: ("the disk is full", "free some space or choose another output folder"),
     errno.EDQUOT: ("the disk quota is exhausted", "free some space or choose another output folder"),
-    errno.EACCES: ("permission denied", "make the folder writable for this user or choose another output folder"),
-    errno.EPERM: ("operation not permitted", "make the folder writable for this user or choose another output folder"),
+    errno.EACCES: (
+        "permission denied",
+        "make the folder writable for this user or choose another output folder",
+    ),
+    errno.EPERM: (
+        "operation not permitted",
+        "make the folder writable for this user or choose another output folder",
+    ),
     errno.EROFS: ("the file system is read-only", "choose an output folder on a writable disk"),
 }
 
@@ -90,7 +96,11 @@ def _fit_component(name: str, max_bytes: int = MAX_COMPONENT_BYTES) -> str:
 def _placeholders(template: str) -> list[tuple[str, str, str | None]]:
     """(name, format spec, conversion) of each placeholder; SettingsError on unbalanced braces."""
     try:
-        return [(name, spec or "", conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+        return [
+            (name, spec or "", conv)
+            for _, name, spec, conv in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:
         raise SettingsError(f"setting `layout`: {exc} in {template!r}") from exc
 
@@ -111,9 +121,13 @@ def validate_layout(layout: str) -> None:
     names = {name for name, _, _ in fields}
     unknown = sorted(names - set(LAYOUT_NAMES))
     if unknown:
-        raise SettingsError(f"setting `layout`: unknown placeholder {unknown}; allowed: {', '.join(LAYOUT_NAMES)}")
+        raise SettingsError(
+            f"setting `layout`: unknown placeholder {unknown}; allowed: {', '.join(LAYOUT_NAMES)}"
+        )
     if any(spec or conversion for _, spec, conversion in fields):
-        raise SettingsError("setting `layout`: placeholders take no format spec or conversion, write e.g. {total}")
+        raise SettingsError(
+            "setting `layout`: placeholders take no format spec or conversion, write e.g. {total}"
+        )
     missing = [name for name in REQUIRED_NAMES if name not in names]
     if missing:
         raise SettingsError(f"setting `layout`: must contain {', '.join('{' + n + '}' for n in missing)}")
@@ -229,7 +243,7 @@ class Archive:
 
     @staticmethod
     def sha256_of(path: Path) -> str:
-        """Hash of a file on disk; OSError (missing, unreadable) is left to the caller, who knows what it means."""
+        """A file's hash; OSError (missing, unreadable) is left to the caller, who knows its meaning."""
         with path.open("rb") as file:
             return hashlib.file_digest(file, "sha256").hexdigest()
 

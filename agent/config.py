@@ -31,11 +31,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.archive import DEFAULT_LAYOUT, validate_layout
 from agent.errors import SettingsError
 from agent.parsers.ids import is_valid_taxpayer_id
 from agent.records import FileFormat
 
-DEFAULT_LAYOUT = "{company_id}/{month}/{direction}/{date}_{number}_{counterpart}_{total}.{ext}"
 SMS_SOURCE_KINDS = ("prompt", "command", "file", "mock-outbox")
 CAPTCHA_SOLVER_KINDS = ("prompt", "command", "ocr")
 
@@ -166,6 +166,15 @@ class Settings(BaseSettings):
     headless: bool = True
     state_dir: Path = Field(Path("~/.local/state/fapiao"), description="saved sessions (mode 0600)")
     debug_dir: Path | None = Field(None, description="traces and screenshots of failed runs; default <out>/_debug")
+
+    @field_validator("layout")
+    @classmethod
+    def _valid_layout(cls, value: str) -> str:
+        try:
+            validate_layout(value)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("captcha")
     @classmethod

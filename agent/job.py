@@ -162,7 +162,10 @@ class AccountRun:
         keys = {EntryKey.of(company_id, row, fmt) for row in listed for fmt in self.settings.formats}
         entries = [entry for entry in self._entries(company_id, listed) if entry.key in keys]
         skipped = self._recheck_verified(entries)
-        tasks = [self._task(entry) for entry in entries if entry.state not in (EntryState.verified, EntryState.paper)]
+        tasks = [
+            self._task(entry) for entry in entries
+            if entry.key not in skipped and entry.state is not EntryState.paper
+        ]
         self.job.progress.started(len(tasks))
         files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
         downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.renew_session)
@@ -184,7 +187,6 @@ class AccountRun:
                 skipped.add(entry.key)
             else:
                 self.job.ledger.mark_failed(self.job.run_id, entry.key, "file missing or changed since it was verified")
-                entry.state = EntryState.failed
         return skipped
 
     def _task(self, entry: LedgerEntry) -> DownloadTask:

@@ -1,9 +1,9 @@
 """What we know: every listed invoice file, its state, where it lies and its hash; and every run.
 
-One SQLite file in the archive root (`ledger.sqlite3`, mode 0600), in WAL mode so two runs on one archive can
-share it. Each change is one short `BEGIN IMMEDIATE` transaction, so a crash loses at most the change in flight
-and never leaves half of one; a lock held by another run is waited for (busy timeout), then retried a bounded
-number of times.
+One SQLite file in the archive root (`ledger.sqlite3`, mode 0600), in WAL mode so two runs on one archive
+can share it. Each change is one short `BEGIN IMMEDIATE` transaction, so a crash loses at most the change in
+flight and never leaves half of one; a lock held by another run is waited for (busy timeout), then retried a
+bounded number of times.
 
     listed ──► downloaded ──► verified          paper: a paper invoice, no electronic file exists
        │            │                           failed / pending / quarantined: still to do, with last_error
@@ -29,7 +29,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from agent.archive import archive_error
 from agent.errors import ArchiveError
@@ -93,7 +99,9 @@ class LedgerEntry(EntryKey):
 
     @property
     def key(self) -> EntryKey:
-        return EntryKey(company_id=self.company_id, direction=self.direction, number=self.number, format=self.format)
+        return EntryKey(
+            company_id=self.company_id, direction=self.direction, number=self.number, format=self.format
+        )
 
 
 class RunRecord(BaseModel):
@@ -155,13 +163,25 @@ _KEY_MATCH = "company_id = :company_id AND direction = :direction AND number = :
 
 _SQLITE_FAILURES: dict[int, tuple[str, str]] = {
     sqlite3.SQLITE_FULL: ("the disk is full", "free some space or choose another output folder"),
-    sqlite3.SQLITE_READONLY: ("the ledger is read-only", "make the folder and its ledger writable for this user"),
+    sqlite3.SQLITE_READONLY: (
+        "the ledger is read-only",
+        "make the folder and its ledger writable for this user",
+    ),
     sqlite3.SQLITE_PERM: ("permission denied", "make the folder and its ledger writable for this user"),
-    sqlite3.SQLITE_CANTOPEN: ("the ledger cannot be opened", "make the folder writable or choose another one"),
+    sqlite3.SQLITE_CANTOPEN: (
+        "the ledger cannot be opened",
+        "make the folder writable or choose another one",
+    ),
     sqlite3.SQLITE_IOERR: ("a disk read or write failed", "check the disk, then run again"),
     sqlite3.SQLITE_BUSY: ("another run keeps the ledger locked", "let the other run finish, then run again"),
-    sqlite3.SQLITE_LOCKED: ("another run keeps the ledger locked", "let the other run finish, then run again"),
-    sqlite3.SQLITE_CORRUPT: ("the ledger is damaged", f"move {LEDGER_NAME} aside and run again to rebuild it"),
+    sqlite3.SQLITE_LOCKED: (
+        "another run keeps the ledger locked",
+        "let the other run finish, then run again",
+    ),
+    sqlite3.SQLITE_CORRUPT: (
+        "the ledger is damaged",
+        f"move {LEDGER_NAME} aside and run again to rebuild it",
+    ),
     sqlite3.SQLITE_NOTADB: ("the ledger is not a SQLite file", f"move {LEDGER_NAME} aside and run again"),
 }
 
@@ -172,7 +192,10 @@ def _primary_code(exc: sqlite3.Error) -> int | None:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.Error) and _primary_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.Error) and _primary_code(exc) in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
 
 
 def _now() -> str:
@@ -238,7 +261,7 @@ class Ledger:
         except OSError as exc:
             raise archive_error(exc, root) from exc
         with _translated(root):
-            # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves; timeout is SQLite's busy_timeout
+            # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves. timeout = SQLite busy_timeout
             connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         ledger = cls(connection, root)
         try:
@@ -264,13 +287,17 @@ class Ledger:
         self._retrying(self._set_pragmas)
         version = self._read("PRAGMA user_version")[0][0]
         if version > SCHEMA_VERSION:
-            raise ArchiveError(f"the ledger in {self.root} was written by a newer fapiao-agent; upgrade it first")
+            raise ArchiveError(
+                f"the ledger in {self.root} was written by a newer fapiao-agent; upgrade it first"
+            )
         if version < SCHEMA_VERSION:
             self._write(lambda connection: [connection.execute(statement) for statement in _SCHEMA])
 
     def _set_pragmas(self) -> None:
         self._connection.execute("PRAGMA journal_mode = WAL")
-        self._connection.execute("PRAGMA synchronous = FULL")  # a committed state survives a power cut too
+        # WAL + NORMAL: a commit survives the process being killed; a power cut may lose the last commits,
+        # which only means the next run checks those files again (their hashes are compared before skipping).
+        self._connection.execute("PRAGMA synchronous = NORMAL")
 
     # -- runs
 
@@ -302,7 +329,9 @@ class Ledger:
         self._write(lambda connection: connection.executemany(_UPSERT_LISTED, params))
 
     @staticmethod
-    def _listed_params(run_id: int, company_id: str, row: InvoiceRow, fmt: FileFormat, now: str) -> dict[str, Any]:
+    def _listed_params(
+        run_id: int, company_id: str, row: InvoiceRow, fmt: FileFormat, now: str
+    ) -> dict[str, Any]:
         state = EntryState.paper if row.kind in PAPER_KINDS else EntryState.listed
         return {
             **_key_params(EntryKey.of(company_id, row, fmt)),
@@ -316,7 +345,9 @@ class Ledger:
         }
 
     def mark_downloaded(self, run_id: int, key: EntryKey, path: Path, sha256: str, size: int) -> None:
-        self._set_state(run_id, key, EntryState.downloaded, path=self._relative(path), sha256=sha256, size=size)
+        self._set_state(
+            run_id, key, EntryState.downloaded, path=self._relative(path), sha256=sha256, size=size
+        )
 
     def mark_verified(self, run_id: int, key: EntryKey, path: Path, sha256: str, size: int) -> None:
         columns = {"path": self._relative(path), "sha256": sha256, "size": size, "last_error": ""}
@@ -347,7 +378,8 @@ class Ledger:
 
     def _set_state(self, run_id: int, key: EntryKey, state: EntryState, **columns: object) -> None:
         assignments = "".join(f", {column} = :{column}" for column in columns)
-        sql = f"UPDATE invoices SET state = :state, updated_at = :now, run_id = :run_id{assignments} WHERE {_KEY_MATCH}"
+        changes = f"state = :state, updated_at = :now, run_id = :run_id{assignments}"
+        sql = f"UPDATE invoices SET {changes} WHERE {_KEY_MATCH}"
         params = {**_key_params(key), **columns, "state": state.value, "now": _now(), "run_id": run_id}
         if self._write(lambda connection: connection.execute(sql, params).rowcount) == 0:
             raise LookupError(f"not in the ledger: {key}")
@@ -372,7 +404,7 @@ class Ledger:
         direction: Direction | None = None,
         numbers: Sequence[str] | None = None,
     ) -> list[LedgerEntry]:
-        """Every entry not yet verified (and not paper), oldest first, optionally of one month/direction/numbers."""
+        """Entries neither verified nor paper, oldest first; optionally of one month, direction, numbers."""
         where, params = _equal(company_id=company_id, month=month, direction=direction)
         where += [f"format IN ({_sql_list(formats)})", f"state NOT IN ({_sql_list(list(DONE_STATES))})"]
         params += [*formats, *DONE_STATES]
@@ -403,13 +435,16 @@ class Ledger:
 
     def _select_entries(self, where: list[str], params: Sequence[object]) -> list[LedgerEntry]:
         order = "ORDER BY company_id, issued_at, number, direction, format"
-        return [_entry(record) for record in self._read(f"SELECT * FROM invoices {_where_sql(where)} {order}", params)]
+        return [
+            _entry(record)
+            for record in self._read(f"SELECT * FROM invoices {_where_sql(where)} {order}", params)
+        ]
 
     # -- transactions
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one short write transaction, retried whole while another run holds the lock."""
-        return self._retrying(self._transaction, work)
+        return self._retrying(lambda: self._transaction(work))
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         self._connection.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through
@@ -426,7 +461,7 @@ class Ledger:
     def _read(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()) -> list[sqlite3.Row]:
         return self._retrying(lambda: self._connection.execute(sql, params).fetchall())
 
-    def _retrying(self, action: Callable[..., T], *args: Any) -> T:
+    def _retrying(self, action: Callable[[], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception(_is_busy),
             stop=stop_after_attempt(LOCK_ATTEMPTS),
@@ -435,7 +470,7 @@ class Ledger:
             reraise=True,
         )
         with _translated(self.root):
-            return retrying(action, *args)
+            return retrying(action)
 
 
 def _equal(**columns: object) -> tuple[list[str], list[object]]:
@@ -450,7 +485,7 @@ def _where_sql(conditions: list[str]) -> str:
 
 @contextlib.contextmanager
 def _translated(root: Path) -> Iterator[None]:
-    """sqlite3 errors that mean the folder or disk is at fault -> ArchiveError; any other is a bug and stays."""
+    """sqlite3 errors that mean the folder or disk is at fault -> ArchiveError; any other is a bug: kept."""
     try:
         yield
     except sqlite3.Error as exc:

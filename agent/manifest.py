@@ -21,7 +21,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from agent.archive import Archive
 from agent.ledger import Ledger, LedgerEntry
-from agent.portal import FORMAT_PARAM, KIND_NAMES, STATUS_NAMES
+from agent.portal import FORMAT_PARAM, KIND_NAMES, SOURCE_NAMES, STATUS_NAMES
 from agent.records import Direction
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def manifest_row(entry: LedgerEntry) -> list[Cell]:
         row.legacy_code, row.legacy_number, row.number,
         row.seller_tax_id, row.seller_name, row.buyer_tax_id, row.buyer_name,
         row.issued_at, row.amount, row.tax, row.total,
-        row.source, KIND_NAMES.get(row.kind, row.kind), STATUS_NAMES.get(row.status, row.status), row.clerk,
+        SOURCE_NAMES.get(row.source, row.source), KIND_NAMES.get(row.kind, row.kind), STATUS_NAMES.get(row.status, row.status), row.clerk,
         DIRECTION_NAMES[entry.direction], FORMAT_PARAM[entry.format], entry.state.value,
         entry.path or "", entry.sha256 or "", entry.last_error,
     ]  # fmt: skip
@@ -102,7 +102,7 @@ def xlsx_bytes(rows: Iterable[list[Cell]]) -> bytes:
 
 
 def write_manifests(ledger: Ledger, root: Path, company_id: str | None = None) -> list[Path]:
-    """Write both manifests atomically from the ledger (one company's entries, or all); returns their paths."""
+    """Write both manifests from the ledger (one company's entries, or all); return their paths."""
     rows = [manifest_row(entry) for entry in ledger.entries(company_id=company_id)]
     archive = Archive(root)
     written = []

@@ -104,6 +104,8 @@ DIRECTION_CODE: dict[Direction, str] = {Direction.issued: "1", Direction.receive
 
 STATUS_NAMES: dict[str, str] = {"01": "正常", "02": "已作废", "03": "已红冲-全额", "04": "已红冲-部分"}
 
+SOURCE_NAMES: dict[str, str] = {"1": "增值税发票管理系统", "2": "电子发票服务平台"}  # FplyDm
+
 KIND_NAMES: dict[str, str] = {
     "01": "增值税专用发票",
     "04": "增值税普通发票",

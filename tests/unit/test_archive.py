@@ -56,7 +56,9 @@ def test_default_layout_names_received_invoice_after_seller(tmp_path: Path) -> N
 
 def test_default_layout_names_issued_invoice_after_buyer(tmp_path: Path) -> None:
     archive = Archive(tmp_path)
-    path = archive.path_for(make_row(direction=Direction.issued, total=Decimal("-12.5")), FileFormat.ofd, COMPANY)
+    path = archive.path_for(
+        make_row(direction=Direction.issued, total=Decimal("-12.5")), FileFormat.ofd, COMPANY
+    )
     assert path.name == f"2025-10-08_{NUMBER}_上海买方贸易有限公司_-12.50.ofd"
 
 
@@ -75,8 +77,8 @@ def test_unknown_placeholder_names_the_setting_and_allowed_names(tmp_path: Path)
     with pytest.raises(SettingsError) as caught:
         Archive(tmp_path, "{company}/{number}.{ext}")
     assert str(caught.value) == (
-        "setting `layout`: unknown placeholder ['company']; allowed: company_id, year, month, date, direction, "
-        "number, counterpart, seller, buyer, kind, status, total, ext"
+        "setting `layout`: unknown placeholder ['company']; allowed: company_id, year, month, date, "
+        "direction, number, counterpart, seller, buyer, kind, status, total, ext"
     )
 
 
@@ -169,7 +171,9 @@ def test_any_text_gives_a_safe_component(text: str) -> None:
 
 
 @given(text=st.text(st.characters(exclude_categories=())))
-def test_any_text_in_any_placeholder_keeps_the_path_under_root(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+def test_any_text_in_any_placeholder_keeps_the_path_under_root(
+    tmp_path_factory: pytest.TempPathFactory, text: str
+) -> None:
     root = tmp_path_factory.getbasetemp() / "archive"
     archive = Archive(root, "{company_id}/{counterpart}/{date}_{number}_{buyer}_{total}.{ext}")
     path = archive.path_for(make_row(seller_name=text, buyer_name=text, number=text), FileFormat.pdf, text)
@@ -238,7 +242,9 @@ def test_read_only_file_system_is_an_archive_error(tmp_path: Path, monkeypatch: 
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(ArchiveError, match="the file system is read-only; choose an output folder on a writable disk"):
+    with pytest.raises(
+        ArchiveError, match="the file system is read-only; choose an output folder on a writable disk"
+    ):
         archive.write_atomic(tmp_path / "a.pdf", b"data")
     assert os.listdir(tmp_path) == []
 
@@ -262,7 +268,9 @@ def test_sha256_of_matches_hash_of_contents(tmp_path: Path) -> None:
 def test_quarantine_writes_file_and_reason_under_quarantine_folder(tmp_path: Path) -> None:
     archive = Archive(tmp_path)
     row = make_row()
-    path = archive.quarantine(b"%PDF-1.7 other", row, FileFormat.pdf, COMPANY, "total 99.00 on file, 1234.50 listed")
+    path = archive.quarantine(
+        b"%PDF-1.7 other", row, FileFormat.pdf, COMPANY, "total 99.00 on file, 1234.50 listed"
+    )
     expected = f"_quarantine/{COMPANY}/2025-10/received/2025-10-08_{NUMBER}_北京某某科技有限公司_1234.50.pdf"
     assert path == archive.quarantine_path(row, FileFormat.pdf, COMPANY) == tmp_path.resolve() / expected
     assert path.read_bytes() == b"%PDF-1.7 other"
@@ -280,7 +288,9 @@ def test_check_writable_creates_root_and_leaves_nothing(tmp_path: Path) -> None:
     assert os.listdir(root) == []
 
 
-def test_check_writable_refused_write_is_an_archive_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_writable_refused_write_is_an_archive_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied")
 

@@ -123,7 +123,12 @@ def test_listing_again_never_downgrades_a_verified_entry(ledger: Ledger, run_id:
     ledger.record_listed(second_run, COMPANY, [red], PDF_ONLY)
     entry = ledger.get(key_of(row))
     assert entry is not None
-    assert (entry.state, entry.path, entry.sha256, entry.size) == (EntryState.verified, "a.pdf", "ab" * 32, 1234)
+    assert (entry.state, entry.path, entry.sha256, entry.size) == (
+        EntryState.verified,
+        "a.pdf",
+        "ab" * 32,
+        1234,
+    )
     assert (entry.row.status, entry.run_id) == ("03", second_run)
 
 
@@ -132,7 +137,9 @@ def test_listing_again_keeps_a_failure_to_do_with_its_error(ledger: Ledger, run_
     ledger.record_listed(run_id, COMPANY, [row], PDF_ONLY)
     ledger.mark_failed(run_id, key_of(row), "not a PDF")
     ledger.record_listed(run_id, COMPANY, [row], PDF_ONLY)
-    assert [(e.state, e.last_error) for e in ledger.to_do(COMPANY, PDF_ONLY)] == [(EntryState.failed, "not a PDF")]
+    assert [(e.state, e.last_error) for e in ledger.to_do(COMPANY, PDF_ONLY)] == [
+        (EntryState.failed, "not a PDF")
+    ]
 
 
 def test_same_number_issued_and_received_are_two_entries(ledger: Ledger, run_id: int) -> None:
@@ -144,7 +151,9 @@ def test_same_number_issued_and_received_are_two_entries(ledger: Ledger, run_id:
 # -- what is left to do
 
 
-def test_to_do_filters_by_month_direction_numbers_and_format(ledger: Ledger, run_id: int, tmp_path: Path) -> None:
+def test_to_do_filters_by_month_direction_numbers_and_format(
+    ledger: Ledger, run_id: int, tmp_path: Path
+) -> None:
     october = make_row("25112000000000000001")
     done = make_row("25112000000000000002")
     issued = make_row("25112000000000000003", direction=Direction.issued)
@@ -173,7 +182,9 @@ def test_every_state_but_verified_and_paper_is_to_do(
         "downloaded": lambda: ledger.mark_downloaded(run_id, key, tmp_path / "a.pdf", "11" * 32, 5),
         "failed": lambda: ledger.mark_failed(run_id, key, "truncated"),
         "pending": lambda: ledger.mark_pending(run_id, key, "文件生成中"),
-        "quarantined": lambda: ledger.mark_quarantined(run_id, key, tmp_path / "_quarantine" / "a.pdf", "wrong total"),
+        "quarantined": lambda: ledger.mark_quarantined(
+            run_id, key, tmp_path / "_quarantine" / "a.pdf", "wrong total"
+        ),
     }
     marks[state]()
     assert [entry.state.value for entry in ledger.to_do(COMPANY, PDF_ONLY)] == [state]
@@ -189,7 +200,11 @@ def test_mark_verified_stores_path_relative_to_root(ledger: Ledger, run_id: int,
     ledger.mark_verified(run_id, key_of(row), tmp_path / COMPANY / "2025-10" / "a.pdf", "ab" * 32, 1234)
     entry = ledger.get(key_of(row))
     assert entry is not None
-    assert (entry.state, entry.path, entry.last_error) == (EntryState.verified, f"{COMPANY}/2025-10/a.pdf", "")
+    assert (entry.state, entry.path, entry.last_error) == (
+        EntryState.verified,
+        f"{COMPANY}/2025-10/a.pdf",
+        "",
+    )
 
 
 def test_mark_quarantined_points_at_the_quarantined_file(ledger: Ledger, run_id: int, tmp_path: Path) -> None:
@@ -271,7 +286,9 @@ def test_run_args_never_keep_a_secret(ledger: Ledger, tmp_path: Path) -> None:
 
 def test_finish_run_stores_summary_and_exit_code(ledger: Ledger) -> None:
     run_id = ledger.start_run({"command": "download"})
-    summary = RunSummary(listed=3, verified=2, failed=1, count_mismatches=["received 2025-10: portal Total 3"])
+    summary = RunSummary(
+        listed=3, verified=2, failed=1, count_mismatches=["received 2025-10: portal Total 3"]
+    )
     ledger.finish_run(run_id, summary, 1)
     run = ledger.get_run(run_id)
     assert run is not None and run.finished_at is not None
@@ -282,7 +299,9 @@ def test_finish_run_stores_summary_and_exit_code(ledger: Ledger) -> None:
 # -- foreign errors
 
 
-def test_disk_full_is_an_archive_error_naming_folder_and_fix(ledger: Ledger, run_id: int, tmp_path: Path) -> None:
+def test_disk_full_is_an_archive_error_naming_folder_and_fix(
+    ledger: Ledger, run_id: int, tmp_path: Path
+) -> None:
     # Cap the file at its current size: SQLite then fails exactly as on a full disk (SQLITE_FULL).
     pages = ledger._connection.execute("PRAGMA page_count").fetchone()[0]
     ledger._connection.execute(f"PRAGMA max_page_count = {pages}")
@@ -390,9 +409,15 @@ def test_lock_held_by_another_run_is_retried_then_an_archive_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr("agent.ledger.BUSY_TIMEOUT_SECONDS", 0.01)
-    with Ledger.open(tmp_path) as ledger, contextlib.closing(sqlite3.connect(tmp_path / LEDGER_NAME)) as other:
+    with (
+        Ledger.open(tmp_path) as ledger,
+        contextlib.closing(sqlite3.connect(tmp_path / LEDGER_NAME)) as other,
+    ):
         other.execute("BEGIN IMMEDIATE")  # another run holds the write lock throughout
-        with pytest.raises(ArchiveError, match=r"another run keeps the ledger locked \(database is locked\); let the other run finish"):
+        with pytest.raises(
+            ArchiveError,
+            match=r"another run keeps the ledger locked \(database is locked\); let the other run finish",
+        ):
             ledger.start_run({})
     retries = [record for record in caplog.records if record.name == "agent.ledger"]
     assert len(retries) == LOCK_ATTEMPTS - 1
