@@ -15,6 +15,8 @@
     │   ├── RateLimited              429; carries `retry_after` seconds
     │   └── Maintenance              系统维护 page
     ├── SessionLost                  (exit 5)  expired or kicked out; the flows log in again once
+    ├── QueryRefused                 (exit 2)  the portal refused the query (range too long, bad filter)
+    ├── PortalChanged                (exit 1)  an answer in a shape the agent does not know: update portal.py
     ├── FileNotReady                 (exit 1)  the portal has no file yet; retried at the end, then pending
     └── FileRejected                 (exit 1)  a downloaded file failed verification
         ├── FileCorrupt                        not a PDF, truncated, no text: download again (bounded)
@@ -109,6 +111,16 @@ class SessionLost(FapiaoError):
     """The portal session expired or another login kicked it out."""
 
     exit_code = EXIT_PORTAL_UNAVAILABLE
+
+
+class QueryRefused(FapiaoError):
+    """The portal refused the query itself (date range too long, bad filter): retrying the same query is futile."""
+
+    exit_code = EXIT_USAGE
+
+
+class PortalChanged(FapiaoError):
+    """The portal answered in a shape the agent does not know, e.g. a new portal version renamed a field."""
 
 
 class FileNotReady(FapiaoError):

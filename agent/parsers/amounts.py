@@ -12,7 +12,7 @@ _GROUP_UNITS = ("", "万", "亿", "万亿")
 _NEGATIVE_MARKS = ("（负数）", "(负数)", "负")
 
 
-def to_fen(value: Decimal | str | int | float) -> Decimal:
+def to_fen(value: Decimal | str | float) -> Decimal:
     """Round half-up to the fen, as the portal does; refuses text that is not a number."""
     try:
         return Decimal(str(value)).quantize(FEN, rounding=ROUND_HALF_UP)
@@ -122,7 +122,9 @@ def from_upper(text: str) -> Decimal:
     for mark in _NEGATIVE_MARKS:
         cleaned = cleaned.removeprefix(mark)
     cleaned = cleaned.rstrip("整正")
-    integer_text, _, fraction = re.split(r"([圆元])", cleaned, maxsplit=1) if re.search(r"[圆元]", cleaned) else ("", "", cleaned)
+    integer_text, _, fraction = (
+        re.split(r"([圆元])", cleaned, maxsplit=1) if re.search(r"[圆元]", cleaned) else ("", "", cleaned)
+    )
     if not integer_text and not fraction:
         raise ValueError(f"not an upper-case amount: {text!r}")
     jiao = re.search(r"([零壹贰叁肆伍陆柒捌玖])角", fraction)
@@ -131,5 +133,7 @@ def from_upper(text: str) -> Decimal:
     if leftover:
         raise ValueError(f"not an upper-case amount: {text!r}")
     fen_total = _upper_integer_value(integer_text) * 100
-    fen_total += (_DIGITS.index(jiao.group(1)) * 10 if jiao else 0) + (_DIGITS.index(fen.group(1)) if fen else 0)
+    fen_total += (_DIGITS.index(jiao.group(1)) * 10 if jiao else 0) + (
+        _DIGITS.index(fen.group(1)) if fen else 0
+    )
     return to_fen(Decimal(-fen_total if negative else fen_total) / 100)

@@ -10,9 +10,10 @@ nearest match to the right (on a neighbouring line) or below the label is taken.
 Buyer or seller: each 名称 / 纳税人识别号 label belongs to the nearest 购/销 block marker (the vertical 购买方 /
 销售方信息 captions), whatever order the stream printed them in.
 
-Why pdfium (pypdfium2) and not pdfplumber: pdfminer interprets the page in pure Python, 26-35 ms for one real
-invoice page; pdfium gives the same characters and boxes in 2-3 ms (16 ms for a page with heavy images). Only
-page 1 is read unless it lacks the totals (a long invoice continues on the next pages).
+Why pdfium (pypdfium2) and not pdfplumber: pdfminer interprets a page in pure Python, 26-33 ms for a real
+invoice page; pdfium loads one in about 1 ms (13 ms with heavy images; 5 ms for the mock's, whose font it must
+substitute) and the whole parse adds 3-4 ms to the load. Only page 1 is read unless it lacks the totals (a long
+invoice continues on the next pages).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from statistics import median
+from typing import NamedTuple
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -38,6 +40,8 @@ SAME_SIZE = 1.6  # glyphs more than this factor apart in height (title, stamps) 
 SPACE_GAP, COLUMN_GAP = 0.15, 1.0  # gaps, in glyph heights, that become " " and "\t"
 NEAR_RIGHT = 4.0  # a value printed apart starts at most this many heights right of its label
 NEAR_BELOW = 2.5  # ... or at most this many heights below it
+RECENT_LINES = 8  # glyphs come top to bottom: one can only join one of the last few lines begun
+KEPT_SPACES = " \u3000"  # spaces the file prints, half and full width
 
 _COLON = r"\s*[:：]?"
 _AMOUNT = r"(?:-\s*)?[¥￥]?\s*-?\d[\d,]*\.\d{2}(?!\d)"
@@ -72,21 +76,12 @@ TITLE = re.compile(r"[\u4e00-\u9fff]*(?:电子发票[（(][\u4e00-\u9fff]+[)）]
 PARTY_MARKER = re.compile(r"(?:(?<=\t)|^)([购销])(?=\t|$)|([购销])(?=\s*[买售]\s*方)")
 
 
-@dataclass(frozen=True, slots=True)
-class Glyph:
+class Glyph(NamedTuple):
     char: str
     x0: float
     x1: float
-    top: float  # from the top of the page, as a reader sees it
-    bottom: float
-
-    @property
-    def height(self) -> float:
-        return self.bottom - self.top
-
-    @property
-    def center(self) -> float:
-        return (self.top + self.bottom) / 2
+    center: float  # vertical, from the top of the page as a reader sees it
+    height: float
 
 
 @dataclass(frozen=True)
@@ -166,16 +161,23 @@ def _page_lines(page: pdfium.PdfPage, offset: float) -> list[Line]:
 
 
 def _glyphs(textpage: pdfium.PdfTextPage, page_height: float, offset: float) -> Iterator[Glyph]:
-    box = pdfium_c.FS_RECTF()
+    raw, box = textpage.raw, pdfium_c.FS_RECTF()  # raw handles: this loop runs for every character
     for index in range(textpage.count_chars()):
-        char = chr(pdfium_c.FPDFText_GetUnicode(textpage, index))
-        if char.isspace() or not char.isprintable() or pdfium_c.FPDFText_IsGenerated(textpage, index) == 1:
-            continue  # gaps are re-derived from positions; the stream's own spaces and breaks mislead
-        if not pdfium_c.FPDFText_GetLooseCharBox(textpage, index, box):
+        char = chr(pdfium_c.FPDFText_GetUnicode(raw, index))
+        if not _is_printed(raw, index, char) or not pdfium_c.FPDFText_GetLooseCharBox(raw, index, box):
             continue
-        top, bottom = offset + page_height - box.top, offset + page_height - box.bottom
-        if box.right > box.left and bottom > top:
-            yield Glyph(char, box.left, box.right, top, bottom)
+        height = box.top - box.bottom
+        if box.right > box.left and height > 0:
+            center = offset + page_height - (box.top + box.bottom) / 2
+            yield Glyph(char, box.left, box.right, center, height)
+
+
+def _is_printed(raw: pdfium_c.FPDF_TEXTPAGE, index: int, char: str) -> bool:
+    """A character the file draws: not a control code, nor a space or line break pdfium inserted itself
+    (gaps are re-derived from positions, which the stream's order does not follow)."""
+    if char.isspace():
+        return char in KEPT_SPACES and pdfium_c.FPDFText_IsGenerated(raw, index) != 1
+    return char.isprintable()
 
 
 class _LineBuilder:
@@ -196,29 +198,48 @@ class _LineBuilder:
 def _group_lines(glyphs: list[Glyph]) -> list[Line]:
     builders: list[_LineBuilder] = []
     for glyph in sorted(glyphs, key=lambda g: g.center):
-        builder = next((b for b in reversed(builders[-8:]) if b.accepts(glyph)), None)
+        builder = next((b for b in reversed(builders[-RECENT_LINES:]) if b.accepts(glyph)), None)
         if builder:
             builder.add(glyph)
         else:
             builders.append(_LineBuilder(glyph))
-    return sorted((_make_line(b.glyphs) for b in builders), key=lambda line: line.center)
+    printed = [b.glyphs for b in builders if any(not g.char.isspace() for g in b.glyphs)]
+    return sorted((_make_line(glyphs) for glyphs in printed), key=lambda line: line.center)
 
 
 def _make_line(glyphs: list[Glyph]) -> Line:
     ordered = _without_overprint(sorted(glyphs, key=lambda g: g.x0))
-    text, x0s, x1s = [ordered[0].char], [ordered[0].x0], [ordered[0].x1]
-    for previous, glyph in zip(ordered, ordered[1:]):
-        gap = (glyph.x0 - previous.x1) / max(previous.height, glyph.height)
-        separator = "\t" if gap > COLUMN_GAP else " " if gap > SPACE_GAP else ""
-        if separator:
-            text.append(separator)
-            x0s.append(previous.x1)
-            x1s.append(glyph.x0)
+    text: list[str] = []
+    x0s: list[float] = []
+    x1s: list[float] = []
+    previous, spaced = None, False
+    for glyph in ordered:
+        if glyph.char.isspace():
+            spaced = True  # a space the file printed; the gap alone may be too narrow to tell
+            continue
+        if previous:
+            separator = _separator(previous, glyph) or (" " if spaced else "")
+            if separator:
+                text.append(separator)
+                x0s.append(previous.x1)
+                x1s.append(glyph.x0)
         text.append(glyph.char)
         x0s.append(glyph.x0)
         x1s.append(glyph.x1)
-    heights = [g.height for g in ordered]
-    return Line("".join(text), tuple(x0s), tuple(x1s), median(g.center for g in ordered), median(heights))
+        previous, spaced = glyph, False
+    printed = [g for g in ordered if not g.char.isspace()]
+    return Line(
+        "".join(text),
+        tuple(x0s),
+        tuple(x1s),
+        median(g.center for g in printed),
+        median(g.height for g in printed),
+    )
+
+
+def _separator(previous: Glyph, glyph: Glyph) -> str:
+    gap = (glyph.x0 - previous.x1) / max(previous.height, glyph.height)
+    return "\t" if gap > COLUMN_GAP else " " if gap > SPACE_GAP else ""
 
 
 def _without_overprint(glyphs: list[Glyph]) -> list[Glyph]:
@@ -348,7 +369,9 @@ def _sum_line(lines: list[Line]) -> tuple[Decimal | None, Decimal | None]:
 
 def _parties(lines: list[Line]) -> tuple[dict[str, str], dict[str, str]]:
     """Buyer and seller names and tax ids, each assigned to the nearest 购/销 block marker."""
-    markers = [(found, found.match.group(1) or found.match.group(2)) for found in _search(lines, PARTY_MARKER)]
+    markers = [
+        (found, found.match.group(1) or found.match.group(2)) for found in _search(lines, PARTY_MARKER)
+    ]
     buyer: dict[str, str] = {}
     seller: dict[str, str] = {}
     for field in ("name", "tax_id"):
@@ -425,5 +448,7 @@ def _text_beside(lines: list[Line], top: Found, bottom: Found) -> str | None:
     parts = []
     for line in lines:
         if low <= line.center <= high:
-            parts += [f.text.strip() for f in _search([line], VALUES["text"]) if f.x0 > max(top.x1, bottom.x1)]
+            parts += [
+                f.text.strip() for f in _search([line], VALUES["text"]) if f.x0 > max(top.x1, bottom.x1)
+            ]
     return "\n".join(parts) or None

@@ -1,0 +1,280 @@
+"""The mock's invoice universe: deterministic, unique, arithmetically exact, with real-looking codes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from agent.parsers.amounts import to_fen
+from agent.parsers.ids import is_valid_uscc
+from fixtures.data.generator import Universe
+from fixtures.data.model import Invoice, LineItem, Party
+
+MONTH = "2025-10"
+
+
+@pytest.fixture(scope="module")
+def universe() -> Universe:
+    return Universe(seed=7, companies=2, invoices_per_month=120)
+
+
+@pytest.fixture(scope="module")
+def received(universe: Universe) -> list[Invoice]:
+    return universe.month(universe.companies[0].tax_id, MONTH, "received")
+
+
+@pytest.fixture(scope="module")
+def issued(universe: Universe) -> list[Invoice]:
+    return universe.month(universe.companies[0].tax_id, MONTH, "issued")
+
+
+def _hand_made_invoice(kind: str = "81") -> Invoice:
+    seller = Party(
+        name="北京星辰信息科技有限公司", tax_id="91110108MA01GUF37R", address_phone="a 1", bank_account="b 2"
+    )
+    buyer = Party(
+        name="上海云帆商贸有限公司", tax_id="91310115MA1K4ABC7T", address_phone="c 3", bank_account="d 4"
+    )
+    line = LineItem(
+        name="*餐饮服务*餐费", amount=Decimal("5000.00"), rate=Decimal("0.13"), tax=Decimal("650.00")
+    )
+    return Invoice(
+        number="25112000000012345678",
+        kind=kind,
+        status="01",
+        source="2",
+        direction="issued",
+        seller=seller,
+        buyer=buyer,
+        issued_at=datetime(2025, 10, 8, 10, 17, 57),
+        items=[line],
+        amount=Decimal("5000.00"),
+        tax=Decimal("650.00"),
+        total=Decimal("5650.00"),
+        clerk="张三",
+    )
+
+
+def test_same_seed_gives_identical_months() -> None:
+    first, second = Universe(seed=11, invoices_per_month=30), Universe(seed=11, invoices_per_month=30)
+    company = first.companies[0].tax_id
+    assert first.companies == second.companies
+    assert first.month(company, MONTH, "issued") == second.month(company, MONTH, "issued")
+
+
+def test_months_do_not_depend_on_the_order_they_are_asked_in() -> None:
+    forward, backward = Universe(seed=11, invoices_per_month=20), Universe(seed=11, invoices_per_month=20)
+    company = forward.companies[1].tax_id
+    forward.month(company, "2025-09", "received")
+    assert forward.month(company, MONTH, "received") == backward.month(company, MONTH, "received")
+
+
+def test_different_seeds_give_different_worlds() -> None:
+    first, second = Universe(seed=1, invoices_per_month=10), Universe(seed=2, invoices_per_month=10)
+    assert first.companies[0].tax_id != second.companies[0].tax_id
+
+
+def test_every_credit_code_is_valid(universe: Universe, received: list[Invoice]) -> None:
+    codes = {party.tax_id for invoice in received for party in (invoice.seller, invoice.buyer)}
+    codes |= {party.tax_id for party in universe.companies}
+    assert all(is_valid_uscc(code) for code in codes), sorted(
+        code for code in codes if not is_valid_uscc(code)
+    )
+
+
+def test_month_has_the_configured_count_sorted_by_time_inside_the_month(received: list[Invoice]) -> None:
+    assert len(received) == 120
+    assert [invoice.issued_at for invoice in received] == sorted(invoice.issued_at for invoice in received)
+    assert {f"{invoice.issued_at:%Y-%m}" for invoice in received} == {MONTH}
+
+
+def test_amount_plus_tax_is_total_and_lines_add_up(issued: list[Invoice], received: list[Invoice]) -> None:
+    for invoice in issued + received:
+        assert invoice.amount + invoice.tax == invoice.total, invoice.number
+        assert sum(line.amount for line in invoice.items) == invoice.amount, invoice.number
+        assert sum(line.tax for line in invoice.items) == invoice.tax, invoice.number
+        assert all(line.tax == to_fen(line.amount * line.rate) for line in invoice.items), invoice.number
+
+
+def test_rates_are_real_vat_rates(received: list[Invoice]) -> None:
+    rates = {line.rate for invoice in received for line in invoice.items}
+    assert rates <= {Decimal(rate) for rate in ("0.13", "0.09", "0.06", "0.03", "0.01", "0")}
+
+
+def test_discount_lines_of_blue_invoices_are_negative_and_follow_their_line(universe: Universe) -> None:
+    invoices = [
+        invoice
+        for invoice in universe.month(universe.companies[1].tax_id, MONTH, "issued")
+        if not invoice.reverses
+    ]  # a red-letter invoice turns a discount positive
+    discounted = [
+        (invoice, index)
+        for invoice in invoices
+        for index, line in enumerate(invoice.items)
+        if line.name.endswith("*折扣")
+    ]
+    assert discounted
+    for invoice, index in discounted:
+        discount, line = invoice.items[index], invoice.items[index - 1]
+        assert discount.amount < 0 and discount.rate == line.rate
+        assert discount.name == line.name[: line.name.index("*", 1) + 1] + "折扣"
+
+
+def test_numbers_are_twenty_digits_and_unique_across_the_universe(universe: Universe) -> None:
+    numbers = [
+        invoice.number
+        for company in universe.companies
+        for month in ("2025-09", MONTH)
+        for direction in ("issued", "received")
+        for invoice in universe.month(company.tax_id, month, direction)
+    ]
+    assert all(len(number) == 20 and number.isdigit() for number in numbers)
+    assert len(set(numbers)) == len(numbers) == 2 * 2 * 2 * 120
+
+
+def test_digital_number_carries_year_region_and_channel(issued: list[Invoice]) -> None:
+    demo_region = "11"  # companies[0] is a Beijing company
+    assert {(invoice.number[:2], invoice.number[2:4], invoice.number[4]) for invoice in issued} == {
+        ("25", demo_region, "2")
+    }
+
+
+def test_issued_invoices_are_sold_by_the_home_company(universe: Universe, issued: list[Invoice]) -> None:
+    assert {invoice.seller for invoice in issued} == {universe.companies[0]}
+    assert {invoice.direction for invoice in issued} == {"issued"}
+
+
+def test_received_invoices_are_bought_by_the_home_company(
+    universe: Universe, received: list[Invoice]
+) -> None:
+    assert {invoice.buyer for invoice in received} == {universe.companies[0]}
+
+
+def test_each_reversed_invoice_has_one_red_letter_partner(
+    issued: list[Invoice], received: list[Invoice]
+) -> None:
+    invoices = issued + received
+    reds = {invoice.reverses: invoice for invoice in invoices if invoice.reverses}
+    blues = [invoice for invoice in invoices if invoice.status in ("03", "04")]
+    assert blues and sorted(reds) == sorted(blue.number for blue in blues)
+    for blue in blues:
+        red = reds[blue.number]
+        assert (red.status, red.kind, red.seller, red.buyer) == ("01", blue.kind, blue.seller, blue.buyer)
+        assert blue.issued_at < red.issued_at and f"{red.issued_at:%Y-%m}" == MONTH
+        assert red.remark == f"被红冲蓝字数电发票号码：{blue.number} 红字发票信息确认单编号：{red.red_form}"
+        assert len(red.red_form) == 16 and red.red_form.isdigit()
+        assert red.total < 0
+
+
+def test_full_reversal_negates_the_whole_blue_invoice(issued: list[Invoice], received: list[Invoice]) -> None:
+    invoices = issued + received
+    by_number = {invoice.number: invoice for invoice in invoices}
+    fully = [
+        invoice for invoice in invoices if invoice.reverses and by_number[invoice.reverses].status == "03"
+    ]
+    assert fully
+    for red in fully:
+        blue = by_number[red.reverses]
+        assert (red.amount, red.tax, red.total) == (-blue.amount, -blue.tax, -blue.total)
+
+
+def test_partial_reversal_negates_less_than_the_blue_invoice(
+    issued: list[Invoice], received: list[Invoice]
+) -> None:
+    invoices = issued + received
+    by_number = {invoice.number: invoice for invoice in invoices}
+    partly = [
+        invoice for invoice in invoices if invoice.reverses and by_number[invoice.reverses].status == "04"
+    ]
+    assert partly
+    for red in partly:
+        assert 0 < -red.total < by_number[red.reverses].total
+
+
+def test_legacy_invoices_are_received_only_and_shaped_like_legacy(
+    issued: list[Invoice], received: list[Invoice]
+) -> None:
+    assert all(invoice.kind in ("81", "82") and invoice.source == "2" for invoice in issued)
+    legacy = [invoice for invoice in received if invoice.legacy_code]
+    assert {invoice.kind for invoice in legacy} <= {"01", "04", "08", "10"} and legacy
+    for invoice in legacy:
+        assert invoice.source == "1" and invoice.number == invoice.legacy_code + invoice.legacy_number
+        assert len(invoice.legacy_code) == 12 and len(invoice.legacy_number) == 8
+        electronic = invoice.kind in ("08", "10")
+        assert (
+            (len(invoice.check_code) == 20 and invoice.check_code.isdigit())
+            if electronic
+            else not invoice.check_code
+        )
+        assert invoice.has_file is electronic
+
+
+def test_legacy_share_of_received_is_about_a_tenth() -> None:
+    universe = Universe(seed=3, invoices_per_month=1000)
+    received = universe.month(universe.companies[0].tax_id, MONTH, "received")
+    assert 60 <= sum(1 for invoice in received if invoice.legacy_code) <= 120
+
+
+def test_added_invoice_joins_its_month_in_time_order_and_is_findable() -> None:
+    first, second = Universe(seed=5, invoices_per_month=20), Universe(seed=5, invoices_per_month=20)
+    company = first.companies[0].tax_id
+    added = first.add_invoice(company, MONTH, "received")
+    month = first.month(company, MONTH, "received")
+    assert len(month) == 21 and added in month
+    assert [invoice.issued_at for invoice in month] == sorted(invoice.issued_at for invoice in month)
+    assert first.find(added.number) == added == second.add_invoice(company, MONTH, "received")
+    assert added.number not in {invoice.number for invoice in month if invoice is not added}
+
+
+def test_find_returns_none_for_an_unknown_number(universe: Universe) -> None:
+    assert universe.find("25119999999999999999") is None
+
+
+def test_unknown_company_is_refused(universe: Universe) -> None:
+    with pytest.raises(ValueError, match="no home company"):
+        universe.month("91110000000000000X", MONTH, "issued")
+
+
+def test_listing_row_has_the_portal_keys_and_shapes() -> None:
+    assert _hand_made_invoice().listing_row() == {
+        "Fphm": "25112000000012345678",
+        "ZzfpDm": "",
+        "Zzfphm": "",
+        "FplxDm": "81",
+        "FpztDm": "01",
+        "FplyDm": "2",
+        "Xsfnsrsbh": "91110108MA01GUF37R",
+        "Xsfmc": "北京星辰信息科技有限公司",
+        "Gmfnsrsbh": "91310115MA1K4ABC7T",
+        "Gmfmc": "上海云帆商贸有限公司",
+        "Kprq": "2025-10-08 10:17:57",
+        "Hjje": 5000.0,
+        "Hjse": 650.0,
+        "Jshj": 5650.0,
+        "Kpr": "张三",
+    }
+
+
+def test_derived_fields_of_a_digital_invoice() -> None:
+    invoice = _hand_made_invoice()
+    assert invoice.total_upper == "伍仟陆佰伍拾圆整"
+    assert invoice.kprq_compact == "20251008101757"
+    assert invoice.date_cn == "2025年10月08日"
+    assert invoice.check_hex == "F341"
+    assert invoice.qr_payload == "01,31,,25112000000012345678,5000.00,20251008,,F341"
+
+
+def test_ordinary_and_legacy_invoices_use_qr_kind_32_and_paper_has_no_file() -> None:
+    assert _hand_made_invoice(kind="82").qr_payload.startswith("01,32,,")
+    assert _hand_made_invoice(kind="10").qr_payload.startswith("01,32,,")
+    assert _hand_made_invoice(kind="08").qr_payload.startswith("01,31,,")
+    assert [_hand_made_invoice(kind=kind).has_file for kind in ("81", "82", "08", "10", "01", "04")] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]

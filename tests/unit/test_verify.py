@@ -1,0 +1,225 @@
+"""The acceptance check on downloaded files: good, corrupt (download again) or another invoice's (quarantine)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ContentMismatch, FileCorrupt
+from agent.parsers.listing import parse_query_response
+from agent.records import Direction, FileFormat, FileStatus, InvoiceFields, InvoiceRow
+from agent.verify import check_other_format, check_pdf, pdf_problems, verify_file
+from fixtures.data.generator import Universe
+from fixtures.data.model import Invoice
+from fixtures.data.render_ofd import render_ofd
+from fixtures.data.render_pdf import render_pdf
+from fixtures.data.render_xml import render_xml
+
+
+@pytest.fixture(scope="module")
+def month() -> list[Invoice]:
+    universe = Universe(invoices_per_month=120)
+    return universe.month(universe.companies[0].tax_id, "2025-10", "received")
+
+
+def pick(month: list[Invoice], wanted: Callable[[Invoice], bool], skip: int = 0) -> Invoice:
+    return [invoice for invoice in month if wanted(invoice)][skip]
+
+
+def digital(invoice: Invoice) -> bool:
+    return invoice.kind == "82" and invoice.total > 0
+
+
+def listed(invoice: Invoice) -> InvoiceRow:
+    """The row as the agent gets it: the mock's queryFpjcxx JSON through the listing parser."""
+    body = json.dumps(
+        {"Response": {"Data": {"PageNumber": 1, "PageSize": 20, "Total": 1, "List": [invoice.listing_row()]}}}
+    )
+    return parse_query_response(body, Direction(invoice.direction)).rows[0]
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [digital, lambda invoice: invoice.total < 0, lambda invoice: invoice.kind == "10"],
+    ids=["digital", "red-letter", "legacy"],
+)
+def test_good_pdf_of_the_listed_invoice_passes(
+    month: list[Invoice], wanted: Callable[[Invoice], bool]
+) -> None:
+    invoice = pick(month, wanted)
+    fields = check_pdf(render_pdf(invoice), listed(invoice))
+    assert (fields.total, fields.qr_payload) == (invoice.total, invoice.qr_payload)
+
+
+def test_pdf_cut_in_half_is_corrupt(month: list[Invoice]) -> None:
+    invoice = pick(month, digital)
+    data = render_pdf(invoice)
+    with pytest.raises(FileCorrupt, match="truncated"):
+        check_pdf(data[: len(data) // 2], listed(invoice))
+
+
+def test_html_page_served_as_a_pdf_is_corrupt(month: list[Invoice]) -> None:
+    page = "<!DOCTYPE html><html><head><title>系统繁忙</title></head></html>".encode()
+    with pytest.raises(FileCorrupt, match="not a PDF"):
+        check_pdf(page, listed(pick(month, digital)))
+
+
+def test_another_invoices_pdf_names_each_field_that_differs(month: list[Invoice]) -> None:
+    wanted, served = pick(month, digital), pick(month, digital, skip=1)
+    with pytest.raises(ContentMismatch) as raised:
+        check_pdf(render_pdf(served), listed(wanted))
+    reason = str(raised.value)
+    assert f"number: listing {wanted.number}, file {served.number}" in reason
+    assert f"total: listing {wanted.total}, file {served.total}" in reason
+
+
+def test_legacy_pdf_with_another_code_is_a_mismatch(month: list[Invoice]) -> None:
+    invoice = pick(month, lambda invoice: invoice.kind == "10")
+    row = listed(invoice).model_copy(update={"legacy_code": "011000259999"})
+    with pytest.raises(ContentMismatch, match=f"^code: listing 011000259999, file {invoice.legacy_code}$"):
+        check_pdf(render_pdf(invoice), row)
+
+
+GOOD = InvoiceFields(
+    number="25112000000012345678", date=date(2025, 10, 8),
+    seller_tax_id="91110108MA01ABCD2X", buyer_tax_id="91310115MA1K4XYZ7P", amount=Decimal("5000.00"),
+    tax=Decimal("650.00"), total=Decimal("5650.00"), total_upper="伍仟陆佰伍拾圆整",
+    qr_payload="01,32,,25112000000012345678,5000.00,20251008,,A1B2",
+)  # fmt: skip
+ROW = InvoiceRow(
+    direction=Direction.received, number="25112000000012345678", kind="82", status="01",
+    seller_tax_id="91110108MA01ABCD2X", seller_name="", buyer_tax_id="91310115MA1K4XYZ7P", buyer_name="",
+    issued_at=datetime(2025, 10, 8, 10, 17, 57), amount=Decimal("5000.00"),
+    tax=Decimal("650.00"), total=Decimal("5650.00"),
+)  # fmt: skip
+
+
+def test_consistent_fields_have_no_problems() -> None:
+    assert pdf_problems(GOOD, ROW) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"total_upper": "伍佰陆拾伍圆整"}, "total_upper: 伍佰陆拾伍圆整 is 565.00, file total 5650.00"),
+        ({"total_upper": "五千"}, "total_upper: '五千' is not an amount"),
+        (
+            {"qr_payload": "01,32,,25112000000012345678,500.00,20251008,,A1B2"},
+            "qr amount: file 5000.00, qr 500.00",
+        ),
+        (
+            {"qr_payload": "01,32,,25112000000012340000,5000.00,20251008,,A1B2"},
+            "qr number: file 25112000000012345678, qr 25112000000012340000",
+        ),
+        (
+            {"qr_payload": "01,32,,25112000000012345678,5000.00,20251009,,A1B2"},
+            "qr date: file 2025-10-08, qr 2025-10-09",
+        ),
+        ({"number": None}, "number: not found in file"),
+        ({"total": None, "total_upper": None}, "total: not found in file"),
+        (
+            {"seller_tax_id": "91110108MA01ABCD3Y"},
+            "seller_tax_id: listing 91110108MA01ABCD2X, file 91110108MA01ABCD3Y",
+        ),
+        (
+            {"buyer_tax_id": "91310115MA1K4XYZ8Q"},
+            "buyer_tax_id: listing 91310115MA1K4XYZ7P, file 91310115MA1K4XYZ8Q",
+        ),
+        ({"tax": Decimal("65.00")}, "tax: listing 650.00, file 65.00"),
+    ],
+)
+def test_each_contradiction_is_named(change: dict[str, object], problem: str) -> None:
+    assert pdf_problems(GOOD.model_copy(update=change), ROW) == [problem]
+
+
+def test_fields_legacy_layouts_may_lack_are_tolerated() -> None:
+    """A private buyer has no tax id; an exempt invoice prints *** for the tax; some QR codes are not ours."""
+    fields = GOOD.model_copy(update={"buyer_tax_id": None, "tax": None, "qr_payload": "https://example.com"})
+    assert pdf_problems(fields, ROW) == []
+
+
+def test_without_a_row_only_self_contradictions_count() -> None:
+    fields = GOOD.model_copy(
+        update={"number": "25112000000099999999", "seller_tax_id": None, "qr_payload": None}
+    )
+    assert pdf_problems(fields, None) == []
+    upper_differs = fields.model_copy(update={"total_upper": "伍圆整"})
+    assert pdf_problems(upper_differs, None) == ["total_upper: 伍圆整 is 5.00, file total 5650.00"]
+
+
+@pytest.mark.parametrize(("fmt", "render"), [(FileFormat.ofd, render_ofd), (FileFormat.xml, render_xml)])
+def test_good_ofd_and_xml_pass(
+    month: list[Invoice], fmt: FileFormat, render: Callable[[Invoice], bytes]
+) -> None:
+    for invoice in (pick(month, digital), pick(month, lambda invoice: invoice.kind == "10")):
+        check_other_format(render(invoice), fmt, listed(invoice))
+
+
+@pytest.mark.parametrize("fmt", [FileFormat.ofd, FileFormat.xml])
+def test_pdf_served_for_an_ofd_or_xml_request_is_corrupt(month: list[Invoice], fmt: FileFormat) -> None:
+    invoice = pick(month, digital)
+    with pytest.raises(FileCorrupt, match=f"^PDF served for an {fmt.value.upper()} request$"):
+        check_other_format(render_pdf(invoice), fmt, listed(invoice))
+
+
+@pytest.mark.parametrize(("fmt", "render"), [(FileFormat.ofd, render_ofd), (FileFormat.xml, render_xml)])
+def test_another_invoices_ofd_or_xml_is_a_mismatch(
+    month: list[Invoice], fmt: FileFormat, render: Callable[[Invoice], bytes]
+) -> None:
+    wanted, served = pick(month, digital), pick(month, digital, skip=1)
+    with pytest.raises(
+        ContentMismatch, match=f"number: {wanted.number} not found in the {fmt.value.upper()}"
+    ):
+        check_other_format(render(served), fmt, listed(wanted))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "render", "reason"),
+    [(FileFormat.ofd, render_ofd, "not an OFD"), (FileFormat.xml, render_xml, "XML does not parse")],
+)
+def test_ofd_or_xml_cut_short_is_corrupt(
+    month: list[Invoice], fmt: FileFormat, render: Callable[[Invoice], bytes], reason: str
+) -> None:
+    data = render(pick(month, digital))
+    with pytest.raises(FileCorrupt, match=reason):
+        check_other_format(data[: len(data) // 2], fmt, None)
+
+
+def test_html_page_served_as_an_xml_is_corrupt() -> None:
+    page = "<html><head><title>系统繁忙</title></head><body></body></html>".encode()
+    with pytest.raises(FileCorrupt, match="^HTML page served as an XML: 系统繁忙$"):
+        check_other_format(page, FileFormat.xml, None)
+
+
+def test_verify_file_gives_each_verdict(month: list[Invoice], tmp_path: Path) -> None:
+    wanted, other = pick(month, digital), pick(month, digital, skip=1)
+    files = {
+        "good.pdf": render_pdf(wanted),
+        "cut.pdf": render_pdf(wanted)[:500],
+        "other.pdf": render_pdf(other),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    verdicts = {name: verify_file(tmp_path / name, listed(wanted)) for name in [*files, "missing.pdf"]}
+    assert {name: verdict.status for name, verdict in verdicts.items()} == {
+        "good.pdf": FileStatus.ok, "cut.pdf": FileStatus.corrupt, "other.pdf": FileStatus.mismatch,
+        "missing.pdf": FileStatus.unreadable,
+    }  # fmt: skip
+    assert verdicts["good.pdf"].fields is not None and verdicts["good.pdf"].fields.number == wanted.number
+    assert verdicts["other.pdf"].fields is not None and verdicts["other.pdf"].fields.number == other.number
+    assert (verdicts["cut.pdf"].reason, verdicts["missing.pdf"].reason) == (
+        "truncated: no %%EOF",
+        "No such file or directory",
+    )
+
+
+def test_verify_file_reads_an_ofd_by_its_suffix(month: list[Invoice], tmp_path: Path) -> None:
+    invoice = pick(month, digital)
+    (tmp_path / "a.ofd").write_bytes(render_pdf(invoice))
+    verdict = verify_file(tmp_path / "a.ofd", listed(invoice))
+    assert (verdict.status, verdict.reason) == (FileStatus.corrupt, "PDF served for an OFD request")
