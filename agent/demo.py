@@ -29,10 +29,10 @@ def _get_json(url: str) -> Any:
 
 def demo_account(portal_url: str) -> Account:
     accounts = _get_json(f"{portal_url}/__mock__/accounts")
-    person = next(a for a in accounts["accounts"] if a["login"] == DEMO_LOGIN)
+    person = next(a for a in accounts["accounts"] if a["mobile"] == DEMO_LOGIN)
     return Account(
-        company_id=person["companies"][0]["company_id"],
-        login=person["login"],
+        company_id=next(iter(person["roles"])),
+        login=person["mobile"],
         password=SecretStr(person["password"]),
         sms=f"mock-outbox:{portal_url}",
     )

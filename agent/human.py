@@ -16,6 +16,7 @@ import shlex
 import time
 import urllib.request
 from abc import ABC, abstractmethod
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -131,7 +132,7 @@ class MockOutboxSms(SmsSource):
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             messages = await asyncio.to_thread(self._fetch)
-            fresh = [m for m in messages if float(m.get("sent_at", 0)) >= sent_at - 1]
+            fresh = [m for m in messages if _epoch(m.get("sent_at")) >= sent_at - 1]
             if fresh:
                 return str(fresh[-1]["code"])
             await asyncio.sleep(POLL_SECONDS)
@@ -141,6 +142,13 @@ class MockOutboxSms(SmsSource):
         with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310 - local mock URL
             body = json.load(response)
         return body["messages"] if isinstance(body, dict) else body
+
+
+def _epoch(value: object) -> float:
+    """A message time as epoch seconds, whether the outbox gives a number or an ISO timestamp."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return datetime.fromisoformat(str(value)).timestamp() if value else 0.0
 
 
 def _only_code(text: str, origin: str) -> str:

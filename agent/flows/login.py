@@ -9,13 +9,15 @@ out of the tax portal is the worst bug this tool could have. Only the human chec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
-from playwright.async_api import Page, Response
+from playwright.async_api import Page, Route
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pydantic import SecretStr
 
@@ -42,19 +44,39 @@ class LoginInput:
     interactive: bool
 
 
-async def _json_of(response: Response) -> dict[str, Any]:
+def _json_of(status: int, body: bytes) -> dict[str, Any]:
     try:
-        body = await response.json()
-    except Exception as exc:  # an HTML error page where JSON was due  # noqa: BLE001
-        raise errors.PortalUnavailable(f"login service answered HTTP {response.status} without JSON") from exc
-    return body if isinstance(body, dict) else {}
+        answer = json.loads(body)
+    except ValueError:  # an HTML error page where JSON was due
+        raise errors.PortalUnavailable(f"login service answered HTTP {status} without JSON") from None
+    return answer if isinstance(answer, dict) else {}
 
 
-async def _call(page: Page, path: str, action: Any) -> dict[str, Any]:
-    """Run a page action and return the JSON the SSO API answered it with."""
-    async with page.expect_response(lambda r: path in r.url, timeout=STEP_TIMEOUT_MS) as info:
+async def _call(page: Page, path: str, action: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """Run a page action and return the JSON the SSO API answered it with.
+
+    The answer is read while passing through (a route), because the page may navigate away the moment it
+    receives it, after which the browser no longer holds the body.
+    """
+    answered: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+
+    async def pass_through(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.body()
+        if not answered.done():
+            answered.set_result((response.status, body))
+        await route.fulfill(response=response, body=body)
+
+    pattern = f"**{path}*"
+    await page.route(pattern, pass_through)
+    try:
         await action()
-    return await _json_of(await info.value)
+        status, body = await asyncio.wait_for(answered, STEP_TIMEOUT_MS / 1000)
+    except TimeoutError:
+        raise errors.PortalUnavailable(f"the login service did not answer ({path})") from None
+    finally:
+        await page.unroute(pattern, pass_through)
+    return _json_of(status, body)
 
 
 def refusal(profile: PortalProfile, body: dict[str, Any]) -> errors.LoginRefused:

@@ -73,7 +73,8 @@ VALUES = {
     "text": re.compile(r"[^\s:：][^\t]*"),  # free text (names, remarks): up to the next column gap
 }
 TITLE = re.compile(r"[\u4e00-\u9fff]*(?:电子发票[（(][\u4e00-\u9fff]+[)）]|增值税[\u4e00-\u9fff]*发票)")
-PARTY_MARKER = re.compile(r"(?:(?<=\t)|^)([购销])(?=\t|$)|([购销])(?=\s*[买售]\s*方)")
+# A block caption: 购/销 standing alone (one character of a vertical 购买方信息), or starting 购买方/销售方.
+PARTY_MARKER = re.compile(r"(?<![\u4e00-\u9fff])([购销])(?![\u4e00-\u9fff])|([购销])(?=[买售]方)")
 
 
 class Glyph(NamedTuple):

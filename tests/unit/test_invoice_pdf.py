@@ -218,6 +218,14 @@ def test_block_captions_decide_buyer_and_seller_not_the_side() -> None:
     assert (fields.buyer_name, fields.buyer_tax_id) == (SELLER_NAME, SELLER_ID)
 
 
+def test_caption_beside_a_label_still_marks_its_block() -> None:
+    """Captions 3 points left of the labels, 销 level with 名称: the line reads "销 名称：…" (captions swapped)."""
+    captions = [*vertical(32, 93, "销售方信息"), *vertical(353, 93, "购买方信息")]
+    texts = [t for t in digital_labels() if t[0] not in (24, 345) or t[1] > 140] + captions + digital_values()
+    fields = parse_invoice_pdf(draw_pdf(texts))
+    assert (fields.seller_name, fields.buyer_name) == (BUYER_NAME, SELLER_NAME)
+
+
 def test_without_block_captions_the_buyer_comes_first() -> None:
     texts = [t for t in digital_labels() if t[0] not in (24, 345) or t[1] > 140] + digital_values()
     fields = parse_invoice_pdf(draw_pdf(texts))
