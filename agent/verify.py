@@ -52,11 +52,9 @@ def _upper_problems(fields: InvoiceFields) -> list[str]:
         upper = from_upper(fields.total_upper)
     except ValueError:
         return [f"total_upper: {fields.total_upper!r} is not an amount"]
-    return (
-        []
-        if upper == fields.total
-        else [f"total_upper: {fields.total_upper} is {upper}, file total {fields.total}"]
-    )
+    if upper == fields.total:
+        return []
+    return [f"total_upper: {fields.total_upper} is {upper}, file total {fields.total}"]
 
 
 def _qr_problems(fields: InvoiceFields) -> list[str]:
@@ -74,7 +72,8 @@ def _qr_problems(fields: InvoiceFields) -> list[str]:
 
 
 def _qr_identity(payload: QrPayload) -> str:
-    """发票代码 + 发票号码 (legacy) or the 20-digit number: comparable with what the text shows either way."""
+    """发票代码 + 发票号码 (legacy) or the 20-digit number. Compared as one string, so a legacy file whose code
+    carries the portal's 20-digit Fphm (code and number run together, as the mock prints) still agrees."""
     return payload.code + payload.number
 
 

@@ -128,14 +128,16 @@ def parse_table(headers: list[str], rows: list[list[str]], direction: Direction)
 
 
 def _table_row(columns: dict[int, str], cells: list[str], direction: Direction) -> InvoiceRow:
-    fields = {field: cells[index].strip() for index, field in columns.items()}
-    fields["kind"] = _code(fields.get("kind", ""), KIND_NAMES)
-    fields["status"] = _code(fields.get("status", ""), STATUS_NAMES)
-    fields["source"] = _code(fields.get("source", ""), SOURCE_NAMES)
-    fields["issued_at"] = _table_time(fields["issued_at"])
-    for field in MONEY_FIELDS:
-        fields[field] = _table_money(fields.get(field, ""), field)
-    return InvoiceRow(direction=direction, **fields)
+    shown = {field: cells[index].strip() for index, field in columns.items()}
+    fields: dict[str, object] = {
+        **shown,
+        "kind": _code(shown.get("kind", ""), KIND_NAMES),
+        "status": _code(shown.get("status", ""), STATUS_NAMES),
+        "source": _code(shown.get("source", ""), SOURCE_NAMES),
+        "issued_at": _table_time(shown["issued_at"]),
+        **{field: _table_money(shown.get(field, ""), field) for field in MONEY_FIELDS},
+    }
+    return InvoiceRow.model_validate({"direction": direction, **fields})
 
 
 def _code(shown: str, names: dict[str, str]) -> str:
