@@ -102,10 +102,10 @@ class PortalFiles:
         async for attempt in retrying(self.settings, self.gate):
             with attempt:
                 await self.gate.wait()
-                return await self._get(url)
+                return await self._get(url, fmt)
         raise AssertionError("unreachable: retrying re-raises the last error")
 
-    async def _get(self, url: str) -> bytes:
+    async def _get(self, url: str, fmt: FileFormat) -> bytes:
         try:
             response = await self.request.get(
                 url, timeout=self.settings.timeout * 1000, max_redirects=0, fail_on_status_code=False
@@ -113,21 +113,22 @@ class PortalFiles:
             body = await response.body()
         except PlaywrightError as exc:  # reset, timeout, body cut short
             raise errors.PortalUnavailable(f"download interrupted: {exc.message.splitlines()[0]}") from None
-        return self._accept(response.status, response.headers, body)
+        return self._accept(response.status, response.headers, body, fmt)
 
-    def _accept(self, status: int, headers: dict[str, str], body: bytes) -> bytes:
-        content_type = headers.get("content-type", "")
+    def _accept(self, status: int, headers: dict[str, str], body: bytes, fmt: FileFormat) -> bytes:
+        """The file's bytes, or the exception that says what the portal answered instead."""
         if 300 <= status < 400:
             self._check_redirect(headers.get("location", ""))
             raise errors.SessionLost("the portal redirected a download to its login page")
         if status == 429:
             retry_after = headers.get("retry-after", "")
             raise errors.RateLimited("the portal asked to slow down (HTTP 429)", float(retry_after) if retry_after.isdigit() else None)
+        problem = None if body.startswith(b"%PDF-") else classify_error_body(body, headers.get("content-type", ""), fmt)
+        if problem is not None:
+            raise problem
         if status >= 400:
-            raise classify_error_body(body, content_type) or errors.PortalUnavailable(f"HTTP {status} from the file service")
-        if body.startswith(b"%PDF-") or b"<html" not in body[:512].lower() and "json" not in content_type:
-            return body
-        raise classify_error_body(body, content_type) or errors.FileCorrupt("the portal answered with a page, not a file")
+            raise errors.PortalUnavailable(f"HTTP {status} from the file service")
+        return body
 
     def _check_redirect(self, location: str) -> None:
         host = urlsplit(location).netloc
