@@ -31,6 +31,7 @@ import pypdfium2.raw as pdfium_c
 
 from agent.errors import FileCorrupt
 from agent.parsers.amounts import parse_amount
+from agent.parsers.listing import html_title
 from agent.parsers.qr import PDFIUM_LOCK, decode_qr_page
 from agent.records import InvoiceFields
 
@@ -135,6 +136,9 @@ def parse_invoice_pdf(data: bytes, *, read_qr: bool = False) -> InvoiceFields:
 
 def _check_envelope(data: bytes) -> None:
     if not data.startswith(b"%PDF-"):
+        title = html_title(data)
+        if title is not None:
+            raise FileCorrupt(f"an HTML page, not a PDF: {title or 'untitled'}")
         raise FileCorrupt(f"not a PDF (starts with {data[:16]!r})")
     if b"%%EOF" not in data[-EOF_WINDOW:]:
         raise FileCorrupt("truncated: no %%EOF")

@@ -91,7 +91,9 @@ def test_reset_forgets_sessions_counters_outbox_locks_and_additions(mock_portal:
     assert (counters["logins"], counters["routes"], counters["live_sessions"]) == ({}, {}, 0)
     assert mock_portal.sms_outbox("13800000001") == []
     assert mock_portal.truth("2025-10", "issued")["total"] == 20
-    assert client.post(QUERY_API, json=QUERY).json()["Response"]["Error"]["Code"] == "AuthFailure.SessionExpired"
+    assert (
+        client.post(QUERY_API, json=QUERY).json()["Response"]["Error"]["Code"] == "AuthFailure.SessionExpired"
+    )
     mock_portal.log_in(mock_portal.client(), "13800000002")
 
 
@@ -101,12 +103,24 @@ def test_clock_needs_seconds(mock_portal: MockPortal) -> None:
 
 def test_pages_do_not_link_the_control_surface(mock_portal: MockPortal) -> None:
     client: httpx.Client = mock_portal.log_in(mock_portal.client())
-    pages = [client.get(path).text for path in ("/", "/invoice-query/invoice-query", "/static/query.js", "/static/login.js")]
+    pages = [
+        client.get(path).text
+        for path in ("/", "/invoice-query/invoice-query", "/static/query.js", "/static/login.js")
+    ]
     assert not any("__mock__" in page for page in pages)
 
 
 def test_every_preset_loads() -> None:
-    assert preset_names() == ["big", "captcha", "default", "flaky", "hostile", "maintenance", "session", "shifting"]
+    assert preset_names() == [
+        "big",
+        "captcha",
+        "default",
+        "flaky",
+        "hostile",
+        "maintenance",
+        "session",
+        "shifting",
+    ]
     assert load_scenario("big").portal.invoices_per_month == 2000
     assert load_scenario("captcha").portal.captcha is True
     assert {fault.kind for fault in load_scenario("hostile").faults} == {

@@ -30,7 +30,9 @@ def start_portal() -> Iterator[StartPortal]:
 
     def start(*faults: dict[str, Any], seed: int = 2025) -> MockPortal:
         scenario = Scenario(
-            name="test", faults=[FaultSpec(**fault) for fault in faults], portal=PortalSettings(invoices_per_month=30)
+            name="test",
+            faults=[FaultSpec(**fault) for fault in faults],
+            portal=PortalSettings(invoices_per_month=30),
         )
         started.append(start_mock_portal(scenario, seed))
         return started[-1]
@@ -155,7 +157,9 @@ def test_format_swap_answers_ofd_and_xml_with_the_pdf(start_portal: StartPortal)
     assert portal.counters()["faults"] == {"format_swap": 2}
 
 
-def test_maintenance_window_closes_pages_and_apis_but_not_the_control_surface(start_portal: StartPortal) -> None:
+def test_maintenance_window_closes_pages_and_apis_but_not_the_control_surface(
+    start_portal: StartPortal,
+) -> None:
     portal = start_portal({"kind": "maintenance", "window": [0, 30]})
     client = portal.client()
     page, api = client.get("/"), client.post(QUERY_API, json=QUERY)
@@ -213,7 +217,9 @@ def test_query_api_server_error_and_rate_limit(start_portal: StartPortal) -> Non
 
 def _listed(client: httpx.Client) -> list[dict[str, Any]]:
     """The month as the query API lists it: no files rendered, unlike the truth endpoint."""
-    rows: list[dict[str, Any]] = client.post(QUERY_API, json={**QUERY, "PageSize": 100}).json()["Response"]["Data"]["List"]
+    rows: list[dict[str, Any]] = client.post(QUERY_API, json={**QUERY, "PageSize": 100}).json()["Response"][
+        "Data"
+    ]["List"]
     return rows
 
 
@@ -239,8 +245,10 @@ def _statuses(portal: MockPortal) -> list[int]:
 
 def test_rate_draws_are_reproducible_with_the_seed(start_portal: StartPortal) -> None:
     fault = {"kind": "server_error", "rate": 0.5}
-    first, again, other_seed = _statuses(start_portal(fault)), _statuses(start_portal(fault)), _statuses(
-        start_portal(fault, seed=7)
+    first, again, other_seed = (
+        _statuses(start_portal(fault)),
+        _statuses(start_portal(fault)),
+        _statuses(start_portal(fault, seed=7)),
     )
     assert first == again and first != other_seed
     assert {200, 503} == set(first)
@@ -248,7 +256,9 @@ def test_rate_draws_are_reproducible_with_the_seed(start_portal: StartPortal) ->
 
 def test_scenario_from_a_toml_file(tmp_path: Path, mock_portal_factory: Callable[..., MockPortal]) -> None:
     path = tmp_path / "cut.toml"
-    path.write_text('name = "cut"\n[portal]\ninvoices_per_month = 30\n[[faults]]\nkind = "rate_limit"\ncount = 1\n')
+    path.write_text(
+        'name = "cut"\n[portal]\ninvoices_per_month = 30\n[[faults]]\nkind = "rate_limit"\ncount = 1\n'
+    )
     portal = mock_portal_factory(path)
     client = portal.log_in(portal.client())
     assert fetch(client, files_of(portal)[0]).status_code == 429

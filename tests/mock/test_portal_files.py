@@ -45,7 +45,11 @@ def error_message(response: httpx.Response) -> str:
 
 @pytest.mark.parametrize(
     ("fmt", "media_type", "magic"),
-    [("PDF", "application/pdf", b"%PDF-"), ("OFD", "application/ofd", b"PK"), ("XML", "application/xml", b"<?xml")],
+    [
+        ("PDF", "application/pdf", b"%PDF-"),
+        ("OFD", "application/ofd", b"PK"),
+        ("XML", "application/xml", b"<?xml"),
+    ],
 )
 def test_file_is_the_invoice_s_own_bytes(
     client: httpx.Client, received: list[dict[str, Any]], fmt: str, media_type: str, magic: bytes
@@ -108,11 +112,15 @@ def test_unknown_format_is_refused(client: httpx.Client, received: list[dict[str
 def test_another_company_s_invoice_is_refused(mock_portal: MockPortal, client: httpx.Client) -> None:
     companies = [company["tax_id"] for company in mock_portal.accounts()["companies"]]
     foreign = mock_portal.truth("2025-10", "received", company=companies[2])["invoices"]
-    row = next(row for row in foreign if row["has_file"] and companies[0] not in (row["Xsfnsrsbh"], row["Gmfnsrsbh"]))
+    row = next(
+        row for row in foreign if row["has_file"] and companies[0] not in (row["Xsfnsrsbh"], row["Gmfnsrsbh"])
+    )
     assert error_message(fetch(client, row)) == "您无权下载该发票"
 
 
-def test_qr_link_needs_no_session_but_the_check_code(mock_portal: MockPortal, received: list[dict[str, Any]]) -> None:
+def test_qr_link_needs_no_session_but_the_check_code(
+    mock_portal: MockPortal, received: list[dict[str, Any]]
+) -> None:
     row = with_file(received)
     public = mock_portal.client()
     params = {"Wjgs": "PDF", "Fphm": row["Fphm"], "Kprq": kprq(row)}

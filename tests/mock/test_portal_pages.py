@@ -26,9 +26,14 @@ def drag_slider(page: Page) -> None:
     page.mouse.up()
 
 
-def fill_account(page: Page, portal: MockPortal, mobile: str, company_index: int = 0, password: str = "Fapiao#2025") -> None:
+def fill_account(
+    page: Page, portal: MockPortal, mobile: str, company_index: int = 0, password: str = "Fapiao#2025"
+) -> None:
     page.goto(portal.url + "/invoice-query/invoice-query")
-    page.fill('input[placeholder="统一社会信用代码/纳税人识别号"]', portal.accounts()["companies"][company_index]["tax_id"])
+    page.fill(
+        'input[placeholder="统一社会信用代码/纳税人识别号"]',
+        portal.accounts()["companies"][company_index]["tax_id"],
+    )
     page.fill('input[placeholder="居民身份证号码/手机号码/用户名"]', mobile)
     page.fill('input[placeholder="个人用户密码"]', password)
     drag_slider(page)
@@ -50,7 +55,9 @@ def log_in(page: Page, portal: MockPortal, mobile: str = "13800000001") -> None:
     page.wait_for_url(QUERY_PAGE)
 
 
-def query(page: Page, direction: str = "取得发票", start: str = "2025-10-01", end: str = "2025-10-31") -> None:
+def query(
+    page: Page, direction: str = "取得发票", start: str = "2025-10-01", end: str = "2025-10-31"
+) -> None:
     page.click(f'.t-radio-button:has-text("{direction}")')
     page.fill('input[placeholder="开票日期起"]', start)
     page.fill('input[placeholder="开票日期止"]', end)

@@ -134,12 +134,18 @@ def test_range_longer_than_the_limit_is_refused(client: httpx.Client) -> None:
 
 @pytest.mark.mock_portal(max_range_days=7)
 def test_range_limit_comes_from_the_scenario(client: httpx.Client) -> None:
-    assert answer(client, Kprqq="2025-10-01", Kprqz="2025-10-08")["Error"]["Message"] == "开票日期起止范围不能超过7天"
+    assert (
+        answer(client, Kprqq="2025-10-01", Kprqz="2025-10-08")["Error"]["Message"]
+        == "开票日期起止范围不能超过7天"
+    )
     assert "Data" in answer(client, Kprqq="2025-10-01", Kprqz="2025-10-07")
 
 
 def test_start_after_end_is_refused(client: httpx.Client) -> None:
-    assert answer(client, Kprqq="2025-10-10", Kprqz="2025-10-09")["Error"]["Message"] == "开票日期起不能晚于开票日期止"
+    assert (
+        answer(client, Kprqq="2025-10-10", Kprqz="2025-10-09")["Error"]["Message"]
+        == "开票日期起不能晚于开票日期止"
+    )
 
 
 def test_malformed_body_names_the_field(client: httpx.Client) -> None:
@@ -165,7 +171,10 @@ def test_export_is_an_xlsx_attachment_of_the_selection(client: httpx.Client) -> 
     body = {"Gjbq": "2", **OCTOBER, "FplxDm": [], "FpztDm": []}
     response = client.post("/szzhzz/qlfpcx/v1/exportFpxx", json=body)
     workbook = load_workbook(io.BytesIO(response.content), read_only=True)
-    assert response.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert (
+        response.headers["content-type"]
+        == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     assert response.headers["content-disposition"].startswith("attachment; filename*=UTF-8''")
     assert workbook.sheetnames[0] == "发票基础信息"
 

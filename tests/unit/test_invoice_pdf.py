@@ -115,8 +115,13 @@ def test_read_qr_fills_the_payload_while_the_page_is_loaded() -> None:
 
 
 def test_html_page_is_not_a_pdf() -> None:
-    with pytest.raises(FileCorrupt, match=r"^not a PDF \(starts with b'<!DOCTYPE html><'\)$"):
+    with pytest.raises(FileCorrupt, match=r"^an HTML page, not a PDF: 系统繁忙$"):
         parse_invoice_pdf("<!DOCTYPE html><html><title>系统繁忙</title></html>".encode())
+
+
+def test_other_bytes_are_not_a_pdf() -> None:
+    with pytest.raises(FileCorrupt, match=r"^not a PDF \(starts with b'PK\\x03\\x04'\)$"):
+        parse_invoice_pdf(b"PK\x03\x04")
 
 
 def test_file_cut_in_half_is_truncated() -> None:

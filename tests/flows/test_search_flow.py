@@ -1,0 +1,87 @@
+"""The search flow against the mock: every row of a period, equal to the portal's truth."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from agentkit import MONTH, SettingsFactory, run_job
+
+from agent.browser import BrowserSession, find_chromium
+from agent.config import Settings
+from agent.flows.search import Listing, SearchQuery, search, split_range
+from agent.job import profile_for
+from agent.records import Direction
+from fixtures.pytest_plugin import MockPortal
+
+
+def listing(settings: Settings, query: SearchQuery) -> Listing:
+    """Log in (through a job), then run the search flow on a page with the saved session."""
+    run_job(settings, login_only=True)
+
+    async def go() -> Listing:
+        async with BrowserSession(find_chromium(), settings.state_dir) as browser:
+            context = await browser.new_context("acct")
+            page = await context.new_page()
+            try:
+                return await search(page, profile_for(settings), query)
+            finally:
+                await context.close()
+
+    return asyncio.run(go())
+
+
+def october(direction: Direction, **filters: object) -> SearchQuery:
+    return SearchQuery(direction=direction, date_from=date(2025, 10, 1), date_to=date(2025, 10, 31), **filters)
+
+
+def truth_numbers(portal: MockPortal, direction: Direction, keep: object = None) -> set[str]:
+    invoices = portal.truth(MONTH, direction.value)["invoices"]
+    return {i["Fphm"] for i in invoices if keep is None or keep(i)}  # type: ignore[operator]
+
+
+@pytest.mark.mock_portal(invoices_per_month=230)
+def test_month_listing_walks_every_page_and_equals_truth(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    found = listing(agent_settings(), october(Direction.received))
+    assert {row.number for row in found.rows} == truth_numbers(mock_portal, Direction.received)
+    assert found.portal_total == 230 and not found.count_mismatches
+    truth = {i["Fphm"]: i for i in mock_portal.truth(MONTH, "received")["invoices"]}
+    for row in found.rows:
+        assert row.total == Decimal(str(truth[row.number]["Jshj"])).quantize(Decimal("0.01"))
+        assert row.amount + row.tax == row.total
+
+
+@pytest.mark.mock_portal(invoices_per_month=40, max_range_days=10)
+def test_range_over_the_portal_limit_is_split(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    found = listing(agent_settings(max_range_days=10), october(Direction.issued))
+    assert {row.number for row in found.rows} == truth_numbers(mock_portal, Direction.issued)
+    assert mock_portal.counters()["query_calls"] >= 4  # 1-10, 11-20, 21-30, 31
+
+
+@pytest.mark.mock_portal(invoices_per_month=60)
+def test_status_filter_is_applied_by_the_portal(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    found = listing(agent_settings(), october(Direction.issued, statuses=["01"]))
+    expected = truth_numbers(mock_portal, Direction.issued, lambda i: i["FpztDm"] == "01")
+    assert {row.number for row in found.rows} == expected
+    assert 0 < len(expected) < 60
+
+
+@pytest.mark.mock_portal(invoices_per_month=5)
+def test_empty_period_lists_nothing(agent_settings: SettingsFactory) -> None:
+    empty = SearchQuery(direction=Direction.issued, date_from=date(2019, 1, 1), date_to=date(2019, 1, 1), number="00000000000000000000")
+    found = listing(agent_settings(), empty)
+    assert found.rows == [] and found.portal_total == 0
+
+
+@pytest.mark.mock_portal(scenario="shifting", invoices_per_month=150)
+def test_rows_shifting_while_paging_are_all_collected(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    found = listing(agent_settings(), october(Direction.received))
+    assert {row.number for row in found.rows} == truth_numbers(mock_portal, Direction.received)
+    assert len(found.rows) > 150
+
+
+def test_split_range_covers_each_day_once() -> None:
+    chunks = split_range(date(2025, 1, 30), date(2025, 3, 5), 31)
+    assert chunks == [(date(2025, 1, 30), date(2025, 3, 1)), (date(2025, 3, 2), date(2025, 3, 5))]
