@@ -136,8 +136,13 @@ async def _submit_password(page: Page, profile: PortalProfile, given: LoginInput
             return
         message = str(body.get("msg", ""))
         captcha_only = any(m in message for m in profile.messages.captcha_rejected)
-        if not captcha_only or str(body.get("code")) in LOGIN_ERROR_CODES or attempt == CAPTCHA_ATTEMPTS:
+        if not captcha_only or str(body.get("code")) in LOGIN_ERROR_CODES:
             raise refusal(profile, body)
+        if attempt == CAPTCHA_ATTEMPTS:
+            raise errors.NeedsPerson(
+                f"the portal rejected {CAPTCHA_ATTEMPTS} captcha answers ({message}): check the captcha solver, "
+                "or run `fapiao login` once interactively"
+            )
         log.info("captcha answer rejected (%s), trying a new one", message)
 
 
