@@ -46,3 +46,10 @@ def test_wrong_captcha_answers_are_bounded_and_never_count_as_passwords(
 def test_captcha_prompt_in_a_scheduled_run_needs_a_person(agent_settings: SettingsFactory) -> None:
     with pytest.raises(errors.NeedsPerson, match="image captcha"):
         run_job(agent_settings(captcha="prompt"), login_only=True)
+
+
+@pytest.mark.mock_portal(scenario="captcha", invoices_per_month=5)
+def test_ocr_solver_reads_the_captcha(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    pytest.importorskip("ddddocr", reason="the OCR solver is the optional `ocr` extra")
+    run_job(agent_settings(captcha="ocr"), login_only=True)
+    assert login_record(mock_portal, DEMO_MOBILE)["wrong_passwords"] == 0

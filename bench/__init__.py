@@ -1,0 +1,1 @@
+"""Benchmarks of the agent against the mock portal; `python -m bench.run` (see bench/README.md)."""

@@ -1,0 +1,145 @@
+"""The agent as the user runs it: `python -m agent download` in a subprocess, timed, its memory sampled.
+
+Peak memory is the RSS summed over the agent's whole process tree (Chromium and the verification workers
+included), sampled every 50 ms. CPU time is what the tree used, from the kernel's accounting of waited-for
+children. Phases come from the agent's own -v log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agent.config import Account
+
+SAMPLE_SECONDS = 0.05
+RUN_TIMEOUT = 3600.0
+MIB = 1024 * 1024
+
+
+@dataclass
+class AgentRun:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    exit_code: int
+    summary: dict[str, Any]
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_config(path: Path, portal_url: str, account: Account, out: Path, concurrency: int) -> Path:
+    """The agent's TOML config for the mock: its URL, its demo account, no politeness delay."""
+    password = account.password.get_secret_value() if account.password else ""
+    text = "\n".join([
+        f"portal_url = {json.dumps(portal_url)}",
+        f"out = {json.dumps(str(out / 'archive'))}",
+        f"state_dir = {json.dumps(str(out / 'state'))}",
+        "rate_limit = 0.0",
+        f"concurrency = {concurrency}",
+        "",
+        "[accounts.demo]",
+        f"company_id = {json.dumps(account.company_id)}",
+        f"login = {json.dumps(account.login)}",
+        f"password = {json.dumps(password)}",
+        f"sms = {json.dumps(account.sms)}",
+        "",
+    ])  # fmt: skip
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TreeMemorySampler(threading.Thread):
+    """Polls a process and all its descendants; keeps the largest RSS sum seen."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, self._tree_rss())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.join()
+        return self.peak
+
+    def _tree_rss(self) -> int:
+        total = 0
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return 0  # the agent has just exited
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue  # a worker that ended between listing and reading
+        return total
+
+
+def run_agent(config: Path, month: str, log_path: Path, env: dict[str, str]) -> AgentRun:
+    command = [sys.executable, "-m", "agent", "download", "--config", str(config), "--month", month,
+               "--json", "--no-interactive", "-v"]  # fmt: skip
+    cpu_before = _children_cpu()
+    with log_path.open("w", encoding="utf-8") as log:
+        started_at, started = time.time(), time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        sampler = TreeMemorySampler(process.pid)
+        sampler.start()
+        stdout, _ = process.communicate(timeout=RUN_TIMEOUT)
+        wall = time.perf_counter() - started
+        peak = sampler.stop()
+    summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+    return AgentRun(
+        wall_s=round(wall, 3),
+        cpu_s=round(_children_cpu() - cpu_before, 2),
+        peak_rss_mib=round(peak / MIB, 1),
+        exit_code=process.returncode,
+        summary=summary,
+        phases=phases_from_log(log_path, started_at),
+    )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phases_from_log(log_path: Path, started_at: float) -> dict[str, float]:
+    """Seconds after start at which the agent logged in and finished listing (from its -v lines)."""
+    marks: dict[str, float] = {}
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        stamp = _log_time(line)
+        if stamp is None:
+            continue
+        seconds = round(stamp - started_at, 2)
+        if "launching Chromium" in line:
+            marks["browser_launch_s"] = seconds
+        elif " logged in: " in line:  # absent when the saved session was still good
+            marks["logged_in_s"] = seconds
+        elif " listed " in line:
+            marks["listed_s"] = seconds  # the last one: every direction listed
+    return marks
+
+
+def _log_time(line: str) -> float | None:
+    try:
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    except ValueError:
+        return None

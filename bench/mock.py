@@ -1,0 +1,66 @@
+"""The mock portal in a process of its own, serving a month of N invoices, its file cache warmed before timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from agent.config import Account
+from agent.demo import demo_account
+from agent.records import Direction
+
+SEED = 2025
+WARM_TIMEOUT = 3600.0  # the first warm-up of a 10,000-invoice month renders 30,000 files
+
+
+class MockPortalProcess:
+    """`python -m agent mock-portal` on a scenario of `invoices` per month (both directions together)."""
+
+    def __init__(self, invoices: int, workdir: Path, env: dict[str, str]) -> None:
+        self.invoices, self.workdir, self.env = invoices, workdir, env
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> MockPortalProcess:
+        scenario = self.workdir / f"bench-{self.invoices}.toml"
+        scenario.write_text(
+            f'name = "bench-{self.invoices}"\n\n[portal]\ninvoices_per_month = {self.invoices // 2}\n', encoding="utf-8"
+        )
+        command = [sys.executable, "-m", "agent", "mock-portal", "--scenario", str(scenario), "--seed", str(SEED)]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=self.env)
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()  # serve() prints its URL first
+        if not self.url.startswith("http"):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the mock portal did not start (said {self.url!r})")
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+            self._process = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def account(self) -> Account:
+        return demo_account(self.url)
+
+    def warm(self, month: str, company_id: str) -> dict[str, Any]:
+        """Render (or load from the disk cache) every file of the month; returns the month's counts."""
+        invoices = files = 0
+        with httpx.Client(base_url=self.url, timeout=WARM_TIMEOUT, trust_env=False) as client:
+            for direction in Direction:
+                params = {"month": month, "direction": direction.value, "company": company_id}
+                truth = client.get("/__mock__/truth", params=params).raise_for_status().json()
+                invoices += truth["total"]
+                files += sum(1 for invoice in truth["invoices"] if invoice["has_file"])
+        return {"invoices": invoices, "files": files}
