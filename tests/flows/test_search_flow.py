@@ -85,3 +85,26 @@ def test_rows_shifting_while_paging_are_all_collected(mock_portal: MockPortal, a
 def test_split_range_covers_each_day_once() -> None:
     chunks = split_range(date(2025, 1, 30), date(2025, 3, 5), 31)
     assert chunks == [(date(2025, 1, 30), date(2025, 3, 1)), (date(2025, 3, 2), date(2025, 3, 5))]
+
+
+@pytest.mark.mock_portal(invoices_per_month=25)
+def test_table_fallback_reads_the_same_rows_as_the_json(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    from agent.flows import search as search_flow
+
+    settings = agent_settings()
+    run_job(settings, login_only=True)
+    profile = profile_for(settings)
+
+    async def both() -> tuple[list[object], list[object]]:
+        async with BrowserSession(find_chromium(), settings.state_dir) as browser:
+            context = await browser.new_context("acct")
+            page = await context.new_page()
+            await page.goto(profile.url(profile.paths.query_page))
+            await search_flow._fill_filters(page, profile, october(Direction.received), date(2025, 10, 1), date(2025, 10, 31))
+            from_json = await search_flow._query(page, profile, Direction.received, lambda: page.click(profile.query.submit))
+            from_table = await search_flow._read_table(page, profile, Direction.received)
+            await context.close()
+            return [from_json.total, from_json.rows], [from_table.total, from_table.rows]
+
+    json_view, table_view = asyncio.run(both())
+    assert table_view == json_view

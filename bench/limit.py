@@ -1,0 +1,118 @@
+"""The limit: the fastest a correct tool could fetch and verify the same files on this machine.
+
+A plain async HTTP client (httpx) with the agent's session cookie and the agent's concurrency downloads every
+file the agent verified, and agent.verify.check_pdf (with the agent's check_qr) checks each one in a process
+pool of one worker per core, started before the clock starts. Two shapes are timed and the faster is the limit:
+`sequential` (all downloads, then all checks in batches) and `pipelined` (each file checked as it arrives).
+Nothing is written to disk: the limit leaves out the archive and ledger work the agent must do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent.errors import FileRejected
+from agent.portal import PortalProfile
+from agent.records import FileFormat, InvoiceRow
+from agent.verify import check_pdf
+
+BATCH = 32  # files per pool task in the sequential shape: fewer round trips to the workers
+
+
+def verify_batch(files: list[tuple[bytes, InvoiceRow]], check_qr: bool) -> list[str]:
+    """Runs in a worker: the error of each file that fails the check (none, when the tool is correct)."""
+    errors = []
+    for data, row in files:
+        try:
+            check_pdf(data, row, check_qr=check_qr)
+        except FileRejected as exc:
+            errors.append(f"{row.number}: {exc}")
+    return errors
+
+
+def session_cookies(storage_state: Path) -> httpx.Cookies:
+    """The cookies of the agent's saved browser session (a Playwright storage state)."""
+    cookies = httpx.Cookies()
+    for cookie in json.loads(storage_state.read_text(encoding="utf-8"))["cookies"]:
+        cookies.set(cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"])
+    return cookies
+
+
+class Limit:
+    """Times both shapes over the same rows, same cookie, same concurrency."""
+
+    def __init__(self, portal_url: str, cookies: httpx.Cookies, concurrency: int, check_qr: bool) -> None:
+        self.profile = PortalProfile(portal_url=portal_url)
+        self.cookies, self.concurrency, self.check_qr = cookies, concurrency, check_qr
+        self.workers = os.cpu_count() or 1
+
+    def measure(self, rows: list[InvoiceRow]) -> dict[str, Any]:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            list(pool.map(verify_batch, [[]] * self.workers, [self.check_qr] * self.workers))  # start every worker
+            shapes = {
+                "sequential": asyncio.run(self._timed(self._sequential, pool, rows)),
+                "pipelined": asyncio.run(self._timed(self._pipelined, pool, rows)),
+            }
+        best = min(shapes, key=lambda name: shapes[name]["wall_s"])
+        return {"workers": self.workers, "concurrency": self.concurrency, "best": best, **shapes}
+
+    async def _timed(
+        self, shape: Callable[[httpx.AsyncClient, ProcessPoolExecutor, list[InvoiceRow]], Awaitable[list[str]]],
+        pool: ProcessPoolExecutor, rows: list[InvoiceRow],
+    ) -> dict[str, Any]:  # fmt: skip
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(cookies=self.cookies, limits=limits, timeout=60, trust_env=False) as client:
+            started = time.perf_counter()
+            failures = await shape(client, pool, rows)
+            wall = time.perf_counter() - started
+        return {"wall_s": round(wall, 3), "files": len(rows), "failures": len(failures), "first_failures": failures[:3]}
+
+    async def _fetch(self, client: httpx.AsyncClient, row: InvoiceRow) -> bytes:
+        url = self.profile.file_url(row.number, row.issued_at.strftime("%Y%m%d%H%M%S"), FileFormat.pdf)
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.content
+
+    async def _each(self, rows: list[InvoiceRow], work: Callable[[InvoiceRow], Awaitable[None]]) -> None:
+        """`work` on every row, `concurrency` at a time."""
+        queue = iter(rows)
+
+        async def worker() -> None:
+            for row in queue:
+                await work(row)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def _sequential(self, client: httpx.AsyncClient, pool: ProcessPoolExecutor, rows: list[InvoiceRow]) -> list[str]:
+        files: list[tuple[bytes, InvoiceRow]] = []
+
+        async def download(row: InvoiceRow) -> None:
+            files.append((await self._fetch(client, row), row))
+
+        await self._each(rows, download)
+        batches = [files[start : start + BATCH] for start in range(0, len(files), BATCH)]
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(pool, verify_batch, batch, self.check_qr) for batch in batches))
+        return [error for errors in results for error in errors]
+
+    async def _pipelined(self, client: httpx.AsyncClient, pool: ProcessPoolExecutor, rows: list[InvoiceRow]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        checks: list[asyncio.Future[list[str]]] = []
+
+        async def download(row: InvoiceRow) -> None:
+            data = await self._fetch(client, row)
+            checks.append(loop.run_in_executor(pool, verify_batch, [(data, row)], self.check_qr))
+
+        await self._each(rows, download)
+        return [error for errors in await asyncio.gather(*checks) for error in errors]
