@@ -23,7 +23,7 @@ from fixtures.data.generator import Universe
 from fixtures.data.model import Invoice
 from fixtures.data.render_pdf import render_pdf
 
-SAMPLES = Path("/work/shared/samples/real-legacy")
+SAMPLES = Path(__file__).parents[1] / "samples" / "real-legacy"  # copied from shared/samples
 TRUTH = json.loads((SAMPLES / "truth.json").read_text(encoding="utf-8"))
 FONT = "STSong-Light"
 PAGE = (683.0, 397.0)
