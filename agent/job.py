@@ -127,11 +127,7 @@ class AccountRun:
                 "logs in with this account, then run again: the ledger resumes where this run stopped"
             )
         log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
-        assert self.page is not None and self.context is not None
-        await self._open_portal()
-        if self.profile.paths.query_page not in self.page.url:
-            await login(self.page, self.profile, self._login_input())
-        await self.job.browser_session.save_session(self.context, self.name)
+        await self._ensure_session(self.job.browser_session)
 
     async def _list(self, direction: Direction) -> Listing:
         assert self.page is not None
