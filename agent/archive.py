@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import string
 import time
 import unicodedata
@@ -34,6 +35,7 @@ REQUIRED_NAMES: tuple[str, ...] = ("number", "ext")  # without them two invoices
 QUARANTINE_FOLDER = "_quarantine"
 MAX_COMPONENT_BYTES = 120
 PARTIAL_MARK = ".part-"
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # temp names say which host writes
 _MAX_EXTENSION_BYTES = 16
 
 _UNSAFE_CHARS = re.compile(r'[/\\<>:"|?*]')
@@ -169,6 +171,26 @@ def _render_component(template: str, values: dict[str, str]) -> str:
     return _fit_component(template.format(**values))
 
 
+def _partial_name(name: str) -> str:
+    """A hidden temp name next to `name` that says who writes it: this host's tag and this process's id."""
+    return f".{name}{PARTIAL_MARK}{_HOST_TAG}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def _writer_is_gone(partial: Path) -> bool:
+    """True when the temp file was written by a process of this host that no longer runs (a crashed run)."""
+    host, _, rest = partial.name.partition(PARTIAL_MARK)[2].partition(".")
+    pid = rest.partition(".")[0]
+    if host != _HOST_TAG or not pid.isdigit():
+        return False  # another host's, or an older name: only its age tells
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, and belongs to someone else
+        return False
+    return False
+
+
 def _fsync_dir(folder: Path) -> None:
     if os.name != "posix":
         return  # Windows cannot open a directory; NTFS journals the rename itself
@@ -219,7 +241,7 @@ class Archive:
     def write_atomic(self, path: Path, data: bytes) -> tuple[str, int]:
         """Write `data` at `path` all or nothing; returns its sha256 (hex) and size."""
         path = self._inside_root(path)
-        temp = path.parent / f".{path.name}{PARTIAL_MARK}{secrets.token_hex(4)}"
+        temp = path.parent / _partial_name(path.name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_new_file(temp, data)
@@ -249,7 +271,7 @@ class Archive:
 
     def check_writable(self) -> None:
         """Create the root and prove a file can be written there, before any download starts."""
-        probe = self.root / f".write-test{PARTIAL_MARK}{secrets.token_hex(4)}"
+        probe = self.root / _partial_name("write-test")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             _write_new_file(probe, b"ok")
@@ -259,12 +281,13 @@ class Archive:
             _discard(probe)
 
     def sweep_partials(self, min_age_seconds: float = 3600) -> list[Path]:
-        """Remove temp files a crash left behind; young ones may belong to a run still writing them."""
+        """Remove temp files a crash left behind: those whose writer on this host is gone, and any older than
+        `min_age_seconds` (a young one of another host may belong to a run still writing it)."""
         cutoff = time.time() - min_age_seconds
         removed = []
         for path in self.root.rglob(f".*{PARTIAL_MARK}*"):
             with contextlib.suppress(FileNotFoundError):  # another run may finish or sweep it meanwhile
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                if path.is_file() and (path.stat().st_mtime < cutoff or _writer_is_gone(path)):
                     path.unlink()
                     removed.append(path)
         return removed

@@ -84,6 +84,8 @@ def print_summary(summary: RunSummary, as_json: bool, extra: dict[str, Any] | No
     )
     for mismatch in summary.count_mismatches:
         click.echo(f"count mismatch: {mismatch}", err=True)
+    for line in summary.not_verified:
+        click.echo(f"not verified: {line}", err=True)
 
 
 def run_job(settings: Settings, request: JobRequest, as_json: bool) -> RunSummary:

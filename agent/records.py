@@ -109,6 +109,7 @@ class RunSummary(BaseModel):
     quarantined: int = 0
     paper: int = 0  # paper invoices (kinds 01/04): listed, but the portal has no electronic file
     count_mismatches: list[str] = Field(default_factory=list)  # "received 2025-10: portal Total 120, collected 119"
+    not_verified: list[str] = Field(default_factory=list)  # "received 2511… pdf quarantined: <reason>", one per file
 
     @property
     def complete(self) -> bool:

@@ -1,9 +1,10 @@
 """The retry policy and the politeness gate, set in Settings and shared by every portal request.
 
 Only transient errors (PortalUnavailable and its children) are retried: exponential backoff with jitter,
-Retry-After honoured, maintenance waited out up to `unavailable_wait` seconds. A refused login is never
-retried. The gate spaces requests to at most `rate_limit` per second and holds every request back while
-the portal has asked us to wait (429 Retry-After, maintenance), so a stalled portal is never hammered.
+Retry-After honoured, maintenance waited out up to `unavailable_wait` seconds (asking every `backoff_max`
+seconds). A refused login is never retried. The gate spaces requests to at most `rate_limit` per second and
+holds every request back while the portal has asked us to wait (429 Retry-After, maintenance), so a stalled
+portal is never hammered.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class _StopPolicy:
 class _WaitPolicy:
     def __init__(self, gate: Gate, backoff_max: float) -> None:
         self.gate = gate
+        self.backoff_max = backoff_max
         self.backoff = wait_random_exponential(multiplier=0.5, max=backoff_max)
 
     def __call__(self, state: RetryCallState) -> float:
@@ -69,6 +71,8 @@ class _WaitPolicy:
         seconds = self.backoff(state)
         if isinstance(error, RateLimited) and error.retry_after is not None:
             seconds = error.retry_after
+        elif isinstance(error, Maintenance):
+            seconds = self.backoff_max  # a portal down for maintenance is asked again at the slowest pace only
         if isinstance(error, (RateLimited, Maintenance)):
             self.gate.hold(seconds)  # everyone waits, not just this request
         return seconds

@@ -1,14 +1,12 @@
 """The agent as the user runs it: `python -m agent download` in a subprocess, timed, its memory sampled.
 
 Peak memory is the RSS summed over the agent's whole process tree (Chromium and the verification workers
-included), sampled every 50 ms. CPU time is what the tree used, from the kernel's accounting of waited-for
-children. Phases come from the agent's own -v log lines.
+included), sampled every 50 ms, as is the CPU time the tree used. Phases come from the agent's -v log lines.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import threading
@@ -61,64 +59,69 @@ def write_config(path: Path, portal_url: str, account: Account, out: Path, concu
     return path
 
 
-class TreeMemorySampler(threading.Thread):
-    """Polls a process and all its descendants; keeps the largest RSS sum seen."""
+class TreeSampler(threading.Thread):
+    """Polls a process and all its descendants: the largest RSS sum seen, and each process's CPU time.
+
+    CPU is sampled too because the kernel's child accounting misses grandchildren that outlive the agent
+    (the forkserver, Playwright's driver); a process's last 50 ms may go uncounted.
+    """
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
-        self.peak = 0
+        self.peak_rss = 0
+        self.cpu_by_pid: dict[int, float] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(SAMPLE_SECONDS):
-            self.peak = max(self.peak, self._tree_rss())
+            self._sample()
 
-    def stop(self) -> int:
+    def stop(self) -> None:
         self._done.set()
         self.join()
-        return self.peak
 
-    def _tree_rss(self) -> int:
-        total = 0
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu_by_pid.values())
+
+    def _sample(self) -> None:
         try:
             processes = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
-            return 0  # the agent has just exited
+            return  # the agent has just exited
+        rss = 0
         for process in processes:
             try:
-                total += process.memory_info().rss
+                with process.oneshot():
+                    rss += process.memory_info().rss
+                    times = process.cpu_times()
             except psutil.Error:
                 continue  # a worker that ended between listing and reading
-        return total
+            self.cpu_by_pid[process.pid] = times.user + times.system
+        self.peak_rss = max(self.peak_rss, rss)
 
 
 def run_agent(config: Path, month: str, log_path: Path, env: dict[str, str]) -> AgentRun:
     command = [sys.executable, "-m", "agent", "download", "--config", str(config), "--month", month,
                "--json", "--no-interactive", "-v"]  # fmt: skip
-    cpu_before = _children_cpu()
     with log_path.open("w", encoding="utf-8") as log:
         started_at, started = time.time(), time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        sampler = TreeMemorySampler(process.pid)
+        sampler = TreeSampler(process.pid)
         sampler.start()
         stdout, _ = process.communicate(timeout=RUN_TIMEOUT)
         wall = time.perf_counter() - started
-        peak = sampler.stop()
+        sampler.stop()
     summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     return AgentRun(
         wall_s=round(wall, 3),
-        cpu_s=round(_children_cpu() - cpu_before, 2),
-        peak_rss_mib=round(peak / MIB, 1),
+        cpu_s=round(sampler.cpu_s, 1),
+        peak_rss_mib=round(sampler.peak_rss / MIB, 1),
         exit_code=process.returncode,
         summary=summary,
         phases=phases_from_log(log_path, started_at),
     )
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def phases_from_log(log_path: Path, started_at: float) -> dict[str, float]:

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 
 from agent.config import Account
 from agent.demo import demo_account
@@ -46,10 +47,11 @@ class MockPortalProcess:
             self._process.wait(timeout=30)
             self._process = None
 
-    @property
-    def pid(self) -> int:
+    def cpu_s(self) -> float:
+        """CPU seconds the portal has used so far: it shares the machine with whatever is measured."""
         assert self._process is not None
-        return self._process.pid
+        times = psutil.Process(self._process.pid).cpu_times()
+        return times.user + times.system
 
     def account(self) -> Account:
         return demo_account(self.url)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from enum import StrEnum
@@ -80,8 +81,12 @@ class Verifier:
     def __init__(self, workers: int, check_qr: bool) -> None:
         # forkserver: forking a process that runs threads (Playwright's, the mock's) is unsafe
         context = multiprocessing.get_context("forkserver")
-        self._pool = ProcessPoolExecutor(max_workers=workers or None, mp_context=context)
+        context.set_forkserver_preload(["agent.verify"])  # imported once, not once per worker
+        count = workers or os.cpu_count() or 1
+        self._pool = ProcessPoolExecutor(max_workers=count, mp_context=context)
         self.check_qr = check_qr
+        for _ in range(count):  # a worker starts per task submitted: start them all now, while the browser logs in
+            self._pool.submit(int)
 
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
         loop = asyncio.get_running_loop()
@@ -124,6 +129,8 @@ class PortalFiles:
             retry_after = headers.get("retry-after", "")
             raise errors.RateLimited("the portal asked to slow down (HTTP 429)", float(retry_after) if retry_after.isdigit() else None)
         problem = None if body.startswith(b"%PDF-") else classify_error_body(body, headers.get("content-type", ""), fmt)
+        if status >= 500 and (problem is None or isinstance(problem, errors.FileCorrupt)):
+            problem = errors.PortalUnavailable(f"HTTP {status} from the file service")  # a gateway page: transient
         if problem is not None:
             raise problem
         if status >= 400:
@@ -227,7 +234,12 @@ class Downloader:
 
     def _outage(self, task: DownloadTask, error: errors.PortalUnavailable, attempts: int) -> Outcome:
         self._outages_in_a_row += 1
-        if self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
+        if isinstance(error, errors.Maintenance):  # portal-wide, and waited out to the bound already
+            raise errors.Maintenance(
+                f"the portal is still down for maintenance (系统维护) after waiting {self.settings.unavailable_wait:.0f} s "
+                "(unavailable_wait); stopping, the next run resumes"
+            )
+        if isinstance(error, errors.RateLimited) or self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
             raise errors.PortalUnavailable(f"the portal stays unavailable ({error}); stopping, the next run resumes")
         return Outcome(task=task, state=State.failed, error=str(error), attempts=attempts)
 

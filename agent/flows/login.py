@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 SLIDER_ATTEMPTS = 3
 CAPTCHA_ATTEMPTS = 3
 SMS_CODE_ATTEMPTS = 3
+SMS_SEND_ATTEMPTS = 2  # a throttled send is tried once more, after the portal's countdown
+SMS_RESEND_DEFAULT = 60.0  # seconds the portal usually makes a phone wait between two codes
+SMS_RESEND_WAIT_MAX = 180.0  # a longer countdown stops the run (exit 5) instead of blocking it
 STEP_TIMEOUT_MS = 30_000
 
 
@@ -147,14 +150,29 @@ async def _submit_password(page: Page, profile: PortalProfile, given: LoginInput
 
 
 async def _send_sms(page: Page, profile: PortalProfile) -> float:
-    sent_at = time.time()
-    body = await _call(page, profile.paths.sso_send_sms_api, lambda: page.click(profile.login.sms_send))
-    if not _succeeded(profile, body):
+    """Have the portal send a code; when it throttles resends (a re-login soon after the last one, whose code
+    is spent), wait out the countdown it names and ask once more, so the code read next is a fresh one."""
+    for attempt in range(1, SMS_SEND_ATTEMPTS + 1):
+        sent_at = time.time()
+        body = await _call(page, profile.paths.sso_send_sms_api, lambda: page.click(profile.login.sms_send))
+        if _succeeded(profile, body):
+            return sent_at
         message = str(body.get("msg", ""))
         if not any(m in message for m in profile.messages.sms_throttled):
             raise refusal(profile, body)
-        log.info("SMS resend throttled (%s); the code sent earlier is still the one to use", message)
-    return sent_at
+        wait = _resend_wait(body)
+        if attempt == SMS_SEND_ATTEMPTS or wait > SMS_RESEND_WAIT_MAX:
+            raise errors.RateLimited(f"the portal will not send another SMS code yet ({message}); run again later", wait)
+        log.info("SMS resend throttled (%s); sending again in %.0f s", message, wait)
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _resend_wait(body: dict[str, Any]) -> float:
+    """Seconds until the portal sends another code: its countdown when it names one, else the usual minute."""
+    data = body.get("data")
+    seconds = data.get("seconds") if isinstance(data, dict) else None
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds >= 0 else SMS_RESEND_DEFAULT
 
 
 async def _second_factor(page: Page, profile: PortalProfile, given: LoginInput) -> None:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel, Field
@@ -104,15 +105,26 @@ async def _query(page: Page, profile: PortalProfile, direction: Direction, actio
         ) as info:
             await action()
         response = await info.value
-        text = await response.text()
     except PlaywrightTimeout as exc:
         raise errors.PortalUnavailable("the query page did not answer in time") from exc
+    text = await _body_text(response)
     _check_status(profile, response, text)
     try:
         return parse_query_response(text, direction)
     except ValueError:
         log.info("query response not readable as JSON; reading the rendered table instead")
         return await _read_table(page, profile, direction)
+
+
+async def _body_text(response: Response) -> str:
+    """The answer's text; "" when the page navigated away first (it reloads on a 503 page), which leaves the
+    status to say what happened."""
+    try:
+        return await response.text()
+    except PlaywrightError as exc:
+        if response.status < 400:
+            raise errors.PortalUnavailable("the query answer was lost: the page navigated away") from exc
+        return ""
 
 
 async def _next_enabled(page: Page, profile: PortalProfile) -> bool:
