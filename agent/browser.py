@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,12 +18,15 @@ from pathlib import Path
 from types import TracebackType
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
-from agent.errors import SettingsError
+from agent.errors import FapiaoError, PortalUnavailable, SettingsError
 
 log = logging.getLogger(__name__)
 
 PATH_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+NET_ERROR = re.compile(r"net::ERR_[A-Z0-9_]+")
+TLS_ERROR_MARKS = ("ERR_CERT_", "ERR_SSL_", "SSL_ERROR")  # Chromium's net errors for a certificate it refuses
 # Without these Chromium keeps calling Google's services, which a closed network refuses noisily.
 QUIET_ARGS = ("--disable-background-networking", "--disable-component-update", "--disable-sync")
 
@@ -85,6 +89,20 @@ def launch_args() -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox on
     return args
+
+
+def navigation_error(exc: PlaywrightError, url: str) -> FapiaoError:
+    """A page load that failed, in our terms: an untrusted certificate stops the run (never retried, never
+    ignored unless `insecure` is set); anything else (refused, reset, timed out) is the portal being unavailable."""
+    first_line = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+    found = NET_ERROR.search(first_line)  # "Page.goto: net::ERR_CONNECTION_REFUSED at <url>" -> the code
+    reason = found.group(0) if found else first_line
+    if any(mark in reason for mark in TLS_ERROR_MARKS):
+        return SettingsError(
+            f"the portal's TLS certificate is not valid ({reason}); the connection may be intercepted: check "
+            "portal_url and the system's CA certificates, or set insecure = true only for a portal you trust"
+        )
+    return PortalUnavailable(f"cannot reach the portal at {url}: {reason}")
 
 
 def write_private(path: Path, data: bytes) -> None:

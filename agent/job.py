@@ -14,11 +14,12 @@ from datetime import date
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, Field
 
 from agent import errors
 from agent.archive import Archive
-from agent.browser import BrowserSession, find_chromium
+from agent.browser import BrowserSession, find_chromium, navigation_error
 from agent.config import Account, Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, Verifier
 from agent.flows.login import LoginInput, login
@@ -77,8 +78,7 @@ class AccountRun:
             await self._ensure_session(browser)
             if self.job.request.login_only:
                 return RunSummary()
-            # No DOM snapshots: one per action on a 100-row table doubled the time to list a month.
-            await self.context.tracing.start(screenshots=True)
+            await self._start_tracing()
             try:
                 summary = await self._archive(browser)
             except BaseException:
@@ -88,6 +88,11 @@ class AccountRun:
             return summary
         finally:
             await self.context.close()
+
+    async def _start_tracing(self) -> None:
+        assert self.context is not None
+        # No DOM snapshots: one per action on a 100-row table doubled the time to list a month.
+        await self.context.tracing.start(screenshots=True)
 
     async def _ensure_session(self, browser: BrowserSession) -> None:
         assert self.page is not None and self.context is not None
@@ -100,7 +105,11 @@ class AccountRun:
         assert self.page is not None
         async for attempt in retrying(self.settings, self.job.gate):
             with attempt:
-                response = await self.page.goto(self.profile.url(self.profile.paths.query_page))
+                url = self.profile.url(self.profile.paths.query_page)
+                try:
+                    response = await self.page.goto(url)
+                except PlaywrightError as exc:
+                    raise navigation_error(exc, url) from None
                 if response is not None and response.status >= 500:
                     text = await response.text()
                     if any(m in text for m in self.profile.messages.maintenance):
@@ -128,7 +137,12 @@ class AccountRun:
                 "logs in with this account, then run again: the ledger resumes where this run stopped"
             )
         log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
-        await self._ensure_session(self.job.browser_session)
+        assert self.context is not None
+        await self.context.tracing.stop()  # a trace records what is typed: it must never hold a login
+        try:
+            await self._ensure_session(self.job.browser_session)
+        finally:
+            await self._start_tracing()
 
     async def _list(self, direction: Direction) -> Listing:
         assert self.page is not None
@@ -139,9 +153,7 @@ class AccountRun:
         )
         while True:
             try:
-                async for attempt in retrying(self.settings, self.job.gate):
-                    with attempt:
-                        return await search(self.page, self.profile, query)
+                return await search(self.page, self.profile, query, retry=lambda: retrying(self.settings, self.job.gate))
             except errors.SessionLost:
                 await self.renew_session()
 

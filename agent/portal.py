@@ -57,6 +57,7 @@ class QueryPage(BaseModel):
     total: str = ".t-pagination__total"  # "共 N 条"
     page_size: str = "select.t-pagination__select"
     next_page: str = ".t-pagination__btn-next"
+    page_numbers: str = ".t-pagination__pager .t-pagination__number"  # 1 … 4 5 [6] 7 8 … 50
     disabled_class: str = "t-is-disabled"
     error_toast: str = ".t-message.t-is-error"
     row_action: str = "button.row-download"  # 下载 (received) / 交付 (issued)

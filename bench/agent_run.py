@@ -13,12 +13,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from agent.config import Account
+from bench.cpu import machine_busy_s
 
 SAMPLE_SECONDS = 0.05
 RUN_TIMEOUT = 3600.0
@@ -30,6 +32,10 @@ class AgentRun:
     wall_s: float
     cpu_s: float
     peak_rss_mib: float
+    portal_cpu_s: float  # used by the mock portal meanwhile
+    foreign_cpu_s: float  # used by other programs meanwhile (bench.cpu)
+    cpu_s_by_kind: dict[str, float]
+    peak_rss_mib_by_kind: dict[str, float]  # each kind's own peak: they need not peak together
     exit_code: int
     summary: dict[str, Any]
     phases: dict[str, float] = field(default_factory=dict)
@@ -70,7 +76,8 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
         self.peak_rss = 0
-        self.cpu_by_pid: dict[int, float] = {}
+        self.peak_rss_by_kind: dict[str, int] = {}
+        self.cpu_by_pid: dict[int, tuple[str, float]] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -83,29 +90,45 @@ class TreeSampler(threading.Thread):
 
     @property
     def cpu_s(self) -> float:
-        return sum(self.cpu_by_pid.values())
+        return sum(seconds for _, seconds in self.cpu_by_pid.values())
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for kind, seconds in self.cpu_by_pid.values():
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return totals
+
+    def _kind(self, process: psutil.Process) -> str:
+        """agent (the CLI's own process), verifier (forkserver and workers), driver (node), chromium."""
+        if process.pid == self.root.pid:
+            return "agent"
+        name = process.name()  # comm: "python3", "node-MainThread", "chromium", "exe" (a Chromium helper)
+        return "verifier" if name.startswith("python") else "driver" if name.startswith("node") else "chromium"
 
     def _sample(self) -> None:
         try:
             processes = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
             return  # the agent has just exited
-        rss = 0
+        rss_by_kind: dict[str, int] = {}
         for process in processes:
             try:
                 with process.oneshot():
-                    rss += process.memory_info().rss
-                    times = process.cpu_times()
+                    kind, rss, times = self._kind(process), process.memory_info().rss, process.cpu_times()
             except psutil.Error:
                 continue  # a worker that ended between listing and reading
-            self.cpu_by_pid[process.pid] = times.user + times.system
-        self.peak_rss = max(self.peak_rss, rss)
+            rss_by_kind[kind] = rss_by_kind.get(kind, 0) + rss
+            self.cpu_by_pid[process.pid] = (kind, times.user + times.system)
+        self.peak_rss = max(self.peak_rss, sum(rss_by_kind.values()))
+        for kind, rss in rss_by_kind.items():
+            self.peak_rss_by_kind[kind] = max(self.peak_rss_by_kind.get(kind, 0), rss)
 
 
-def run_agent(config: Path, month: str, log_path: Path, env: dict[str, str]) -> AgentRun:
+def run_agent(config: Path, month: str, log_path: Path, env: dict[str, str], portal_cpu: Callable[[], float]) -> AgentRun:
     command = [sys.executable, "-m", "agent", "download", "--config", str(config), "--month", month,
                "--json", "--no-interactive", "-v"]  # fmt: skip
     with log_path.open("w", encoding="utf-8") as log:
+        cpu_before = (machine_busy_s(), portal_cpu())
         started_at, started = time.time(), time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         sampler = TreeSampler(process.pid)
@@ -113,11 +136,16 @@ def run_agent(config: Path, month: str, log_path: Path, env: dict[str, str]) -> 
         stdout, _ = process.communicate(timeout=RUN_TIMEOUT)
         wall = time.perf_counter() - started
         sampler.stop()
+        machine, portal = (after - before for after, before in zip((machine_busy_s(), portal_cpu()), cpu_before, strict=True))
     summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     return AgentRun(
         wall_s=round(wall, 3),
         cpu_s=round(sampler.cpu_s, 1),
         peak_rss_mib=round(sampler.peak_rss / MIB, 1),
+        portal_cpu_s=round(portal, 1),
+        foreign_cpu_s=round(machine - sampler.cpu_s - portal, 1),
+        cpu_s_by_kind={kind: round(seconds, 1) for kind, seconds in sampler.cpu_by_kind().items()},
+        peak_rss_mib_by_kind={kind: round(rss / MIB, 1) for kind, rss in sampler.peak_rss_by_kind.items()},
         exit_code=process.returncode,
         summary=summary,
         phases=phases_from_log(log_path, started_at),

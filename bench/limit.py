@@ -25,6 +25,7 @@ from agent.errors import FileRejected
 from agent.portal import PortalProfile
 from agent.records import FileFormat, InvoiceRow
 from agent.verify import check_pdf
+from bench.cpu import machine_busy_s, tree_cpu_s
 
 BATCH = 32  # files per pool task in the sequential shape: fewer round trips to the workers
 
@@ -51,8 +52,10 @@ def session_cookies(storage_state: Path) -> httpx.Cookies:
 class Limit:
     """Times both shapes over the same rows, same cookie, same concurrency."""
 
-    def __init__(self, portal_url: str, cookies: httpx.Cookies, concurrency: int, check_qr: bool) -> None:
-        self.profile = PortalProfile(portal_url=portal_url)
+    def __init__(
+        self, portal_url: str, cookies: httpx.Cookies, concurrency: int, check_qr: bool, portal_cpu: Callable[[], float]
+    ) -> None:
+        self.profile, self.portal_cpu = PortalProfile(portal_url=portal_url), portal_cpu
         self.cookies, self.concurrency, self.check_qr = cookies, concurrency, check_qr
         self.workers = os.cpu_count() or 1
 
@@ -73,10 +76,17 @@ class Limit:
     ) -> dict[str, Any]:  # fmt: skip
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(cookies=self.cookies, limits=limits, timeout=60, trust_env=False) as client:
+            cpu_before = (machine_busy_s(), tree_cpu_s(os.getpid()), self.portal_cpu())
             started = time.perf_counter()
             failures = await shape(client, pool, rows)
             wall = time.perf_counter() - started
-        return {"wall_s": round(wall, 3), "files": len(rows), "failures": len(failures), "first_failures": failures[:3]}
+            machine, ours, portal = (after - before for after, before in zip(
+                (machine_busy_s(), tree_cpu_s(os.getpid()), self.portal_cpu()), cpu_before, strict=True
+            ))  # fmt: skip
+        return {
+            "wall_s": round(wall, 3), "files": len(rows), "failures": len(failures), "first_failures": failures[:3],
+            "cpu_s": round(ours, 1), "foreign_cpu_s": round(machine - ours - portal, 1),
+        }  # fmt: skip
 
     async def _fetch(self, client: httpx.AsyncClient, row: InvoiceRow) -> bytes:
         url = self.profile.file_url(row.number, row.issued_at.strftime("%Y%m%d%H%M%S"), FileFormat.pdf)

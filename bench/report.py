@@ -62,8 +62,9 @@ def derived(size: dict[str, Any]) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     rows = [
         "| N invoices (files) | agent s | agent files/s | limit s (shape) | limit files/s | agent / limit "
-        "| clicks s/invoice | clicks for N, s | agent × clicks | rerun s | peak RSS MiB (rerun) | agent CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clicks s/invoice | clicks for N, s | agent × clicks | rerun s | peak RSS MiB (rerun) | agent CPU s "
+        "| others' CPU s (agent, limit) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
         d, agent, rerun, limit = size["derived"], size["agent"], size["rerun"], size["limit"]
@@ -71,7 +72,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {size['invoices']:,} ({size['files']:,}) | {agent['wall_s']:.1f} | {d['agent_files_per_s']} "
             f"| {limit[limit['best']]['wall_s']:.1f} ({limit['best']}) | {d['limit_files_per_s']} | {d['agent_vs_limit']:.2f} "
             f"| {size['clicks']['per_invoice_s']:.3f} | {d['clicks_for_month_s']:,.0f} | {d['agent_vs_clicks']:.0f} "
-            f"| {rerun['wall_s']:.2f} | {agent['peak_rss_mib']:.0f} ({rerun['peak_rss_mib']:.0f}) | {agent['cpu_s']:.0f} |"
+            f"| {rerun['wall_s']:.2f} | {agent['peak_rss_mib']:.0f} ({rerun['peak_rss_mib']:.0f}) | {agent['cpu_s']:.0f} "
+            f"| {agent['foreign_cpu_s']:.0f}, {limit[limit['best']]['foreign_cpu_s']:.0f} |"
         )
     return "\n".join([*rows, "", *_target_lines(results), "", *_machine_lines(results)]) + "\n"
 
@@ -104,7 +106,9 @@ def _machine_lines(results: dict[str, Any]) -> list[str]:
         f"Python {m['python']}; Chromium {m.get('chromium', '?')}; Playwright {m['playwright']}; "
         f"pypdfium2 {m['pypdfium2']}; {m['platform']}; code {m['git']}.",
         f"Run {results['started']} ({results['label']}); load average before each size: "
-        + ", ".join(f"{size['load_before']:.2f}" for size in results["sizes"]) + ".",
+        + ", ".join(f"{size['load_before']:.2f}" for size in results["sizes"])
+        + ". Others' CPU: seconds other programs used while the agent or the limit ran (bench/cpu.py); "
+        "more than a few means the row is disturbed.",
     ]
 
 

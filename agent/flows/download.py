@@ -116,6 +116,7 @@ class PortalFiles:
                 url, timeout=self.settings.timeout * 1000, max_redirects=0, fail_on_status_code=False
             )
             body = await response.body()
+            await response.dispose()  # else Playwright's driver keeps every body until the run ends
         except PlaywrightError as exc:  # reset, timeout, body cut short
             raise errors.PortalUnavailable(f"download interrupted: {exc.message.splitlines()[0]}") from None
         return self._accept(response.status, response.headers, body, fmt)
@@ -209,6 +210,8 @@ class Downloader:
                 outcome = Outcome(task=task, state=State.failed, error=str(exc), attempts=attempts)
             except errors.PortalUnavailable as exc:
                 outcome = self._outage(task, exc, attempts)
+            except errors.ArchiveError:
+                raise  # the disk is full or the folder unwritable: every next file would fail the same way
             except errors.FapiaoError as exc:
                 outcome = Outcome(task=task, state=State.failed, error=str(exc), attempts=attempts)
             self.on_outcome(outcome)

@@ -2,8 +2,10 @@
 
 The real portal encrypts and signs its API calls, so the agent drives the page and reads the JSON responses
 as the page receives them, with the rendered table as a fallback. Ranges longer than the portal accepts are
-split; every page is walked at the largest page size; rows are de-duplicated by number. If the rows collected
-do not add up to Total (rows shifted while paging), the range is walked once more; a mismatch that remains is
+split, and so is a range of more than a few pages, so that every walk is short; every page is walked at the
+largest page size; rows are de-duplicated by number. A page whose query fails is asked for again (the
+caller's retry policy), the walk resuming at that page. If the rows collected do
+not add up to Total (rows shifted while paging), the range is walked once more; a mismatch that remains is
 reported, never ignored.
 """
 
@@ -18,16 +20,19 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel, Field
+from tenacity import AsyncRetrying
 
 from agent import errors
+from agent.browser import navigation_error
 from agent.parsers.listing import QueryPage, parse_query_response, parse_table
-from agent.portal import PAGE_SIZES, PortalProfile
+from agent.portal import DIRECTION_CODE, PAGE_SIZES, PortalProfile
 from agent.records import Direction, InvoiceRow
 
 log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
+SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
 
 
 class SearchQuery(BaseModel):
@@ -97,8 +102,12 @@ def _check_status(profile: PortalProfile, response: Response, text: str) -> None
         raise errors.PortalUnavailable(f"the query service answered HTTP {response.status}")
 
 
-async def _query(page: Page, profile: PortalProfile, direction: Direction, action: Callable[[], Awaitable[None]]) -> QueryPage:
-    """Run a page action that queries, and return the page of rows the portal answered with."""
+async def _query(
+    page: Page, profile: PortalProfile, direction: Direction, action: Callable[[], Awaitable[object]],
+    period: tuple[date, date] | None = None,
+) -> QueryPage:
+    """Run a page action that queries, and return the page of rows the portal answered with (for `period`,
+    when given: an answer to a query the page sent with other dates or direction is refused)."""
     try:
         async with page.expect_response(
             lambda r: profile.paths.query_api in r.url and r.request.method == "POST", timeout=RESPONSE_TIMEOUT_MS
@@ -107,6 +116,8 @@ async def _query(page: Page, profile: PortalProfile, direction: Direction, actio
         response = await info.value
     except PlaywrightTimeout as exc:
         raise errors.PortalUnavailable("the query page did not answer in time") from exc
+    if period is not None:
+        _check_sent(response, direction, period)
     text = await _body_text(response)
     _check_status(profile, response, text)
     try:
@@ -114,6 +125,17 @@ async def _query(page: Page, profile: PortalProfile, direction: Direction, actio
     except ValueError:
         log.info("query response not readable as JSON; reading the rendered table instead")
         return await _read_table(page, profile, direction)
+
+
+def _check_sent(response: Response, direction: Direction, period: tuple[date, date]) -> None:
+    """The page sends what its form holds; a form reset by a reload sends its default dates instead."""
+    try:
+        sent = response.request.post_data_json or {}
+    except ValueError:
+        sent = {}
+    wanted = {"Gjbq": DIRECTION_CODE[direction], "Kprqq": period[0].isoformat(), "Kprqz": period[1].isoformat()}
+    if any(str(sent.get(key, "")) != value for key, value in wanted.items()):
+        raise errors.PortalUnavailable(f"the query page sent another query than asked ({sent}); asking again")
 
 
 async def _body_text(response: Response) -> str:
@@ -127,50 +149,133 @@ async def _body_text(response: Response) -> str:
         return ""
 
 
+async def _open_query_page(page: Page, profile: PortalProfile) -> None:
+    url = profile.url(profile.paths.query_page)
+    try:
+        await page.goto(url)
+    except PlaywrightError as exc:
+        raise navigation_error(exc, url) from None
+
+
 async def _next_enabled(page: Page, profile: PortalProfile) -> bool:
     button = page.locator(profile.query.next_page)
     classes = await button.get_attribute("class") or ""
     return await button.count() > 0 and profile.query.disabled_class not in classes
 
 
-async def _walk(page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> tuple[dict[str, InvoiceRow], int]:
-    """Every page of one range: the rows by number, and the Total the portal gave last."""
-    await _fill_filters(page, profile, query, start, end)
-    answer = await _query(page, profile, query.direction, lambda: page.click(profile.query.submit))
-    if answer.total > answer.page_size and answer.page_size != LARGEST_PAGE:
-        answer = await _query(
-            page, profile, query.direction, lambda: page.select_option(profile.query.page_size, str(LARGEST_PAGE))
-        )
-    rows = {row.number: row for row in answer.rows}
-    while len(rows) < answer.total and answer.rows and await _next_enabled(page, profile):
-        answer = await _query(page, profile, query.direction, lambda: page.click(profile.query.next_page))
-        rows.update((row.number, row) for row in answer.rows)
-    log.info("listed %s %s..%s: %d rows, portal Total %d", query.direction, start, end, len(rows), answer.total)
-    return rows, answer.total
+Retry = Callable[[], AsyncRetrying]  # a fresh retry policy for each page (agent.retry.retrying)
 
 
-async def _walk_checked(page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> tuple[dict[str, InvoiceRow], int, str | None]:
-    rows, total = await _walk(page, profile, query, start, end)
-    if len(rows) != total:
-        log.warning("%s %s..%s: collected %d rows, portal Total %d; walking again", query.direction, start, end, len(rows), total)
-        again, total = await _walk(page, profile, query, start, end)
-        rows.update(again)
-        if len(again) != total:
-            return rows, total, f"{query.direction} {start}..{end}: portal Total {total}, collected {len(again)}"
-    return rows, total, None
+class _Walker:
+    """Pages through one range. A page whose query fails is asked for again under the retry policy, resuming
+    where the walk was: the filters are set again and the pager jumps back, so a failure late in a long listing
+    does not start it over. Every answer is checked to be for this range, so a page that reloaded and lost its
+    filters never brings in another range's rows."""
+
+    def __init__(self, page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> None:
+        self.page, self.profile, self.query, self.start, self.end = page, profile, query, start, end
+        self.rows: dict[str, InvoiceRow] = {}
+        self.shown = 0  # the page number on screen; 0 when unknown (never queried, failed, reloaded)
+
+    async def fetch(self, number: int, retry: Retry | None) -> QueryPage:
+        if retry is None:
+            return await self._show(number)
+        async for attempt in retry():
+            with attempt:
+                return await self._show(number)
+        raise AssertionError("unreachable: retrying re-raises the last error")
+
+    async def _show(self, number: int) -> QueryPage:
+        if number > 1 and self.shown == number - 1:
+            return await self._step(number, lambda: self.page.click(self.profile.query.next_page))
+        selectors = self.profile.query
+        if self.profile.paths.query_page not in self.page.url:
+            await _open_query_page(self.page, self.profile)
+        await _fill_filters(self.page, self.profile, self.query, self.start, self.end)
+        answer = await self._step(1, lambda: self.page.click(selectors.submit))
+        if answer.total > answer.page_size and answer.page_size != LARGEST_PAGE:
+            answer = await self._step(1, lambda: self.page.select_option(selectors.page_size, str(LARGEST_PAGE)))
+        while self.shown < number:
+            answer = await self._jump(await self._nearest_page_number(number))
+        return answer
+
+    async def _jump(self, target: int) -> QueryPage:
+        number = self.page.locator(self.profile.query.page_numbers).filter(has_text=re.compile(rf"^{target}$"))
+        return await self._step(target, number.first.click)
+
+    async def _nearest_page_number(self, number: int) -> int:
+        """The furthest page number the pager shows on the way to `number` (it shows the current one ± 2)."""
+        texts = await self.page.locator(self.profile.query.page_numbers).all_inner_texts()
+        shown = [int(text) for text in (t.strip() for t in texts) if text.isdigit()]
+        ahead = [page for page in shown if self.shown < page <= number]
+        if not ahead:
+            raise errors.PortalChanged(f"the pager offers no page between {self.shown} and {number}: {texts}")
+        return max(ahead)
+
+    async def _step(self, number: int, action: Callable[[], Awaitable[object]]) -> QueryPage:
+        self.shown = 0  # unknown until the answer is in
+        answer = await _query(self.page, self.profile, self.query.direction, action, (self.start, self.end))
+        self.rows.update((row.number, row) for row in answer.rows)
+        self.shown = number
+        return answer
 
 
-async def search(page: Page, profile: PortalProfile, query: SearchQuery) -> Listing:
-    """All rows of the query's period; the page must be on (or able to reach) the query page."""
-    if profile.paths.query_page not in page.url:
-        await page.goto(profile.url(profile.paths.query_page))
+async def _walk_on(walker: _Walker, answer: QueryPage, retry: Retry | None) -> tuple[dict[str, InvoiceRow], int]:
+    """The rest of a walk whose first page is `answer`: the rows by number, and the Total the portal gave last."""
+    number = 1
+    while len(walker.rows) < answer.total and answer.rows and await _next_enabled(walker.page, walker.profile):
+        number += 1
+        answer = await walker.fetch(number, retry)
+    query = walker.query
+    log.info("listed %s %s..%s: %d rows, portal Total %d", query.direction, walker.start, walker.end, len(walker.rows), answer.total)
+    return walker.rows, answer.total
+
+
+async def _walk(
+    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+) -> tuple[dict[str, InvoiceRow], int]:
+    walker = _Walker(page, profile, query, start, end)
+    return await _walk_on(walker, await walker.fetch(1, retry), retry)
+
+
+async def _list_range(
+    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+) -> tuple[dict[str, InvoiceRow], int, list[str]]:
+    """Rows, Total and count mismatches of one range; a range of many pages is listed as two halves, whose
+    short walks are cheap to resume when a page fails."""
+    walker = _Walker(page, profile, query, start, end)
+    first = await walker.fetch(1, retry)
+    if first.total > LARGEST_PAGE * SPLIT_ABOVE_PAGES and start < end:
+        return await _list_halves(page, profile, query, start, end, retry)
+    rows, total = await _walk_on(walker, first, retry)
+    if len(rows) == total:
+        return rows, total, []
+    log.warning("%s %s..%s: collected %d rows, portal Total %d; walking again", query.direction, start, end, len(rows), total)
+    again, total = await _walk(page, profile, query, start, end, retry)
+    rows.update(again)
+    mismatch = f"{query.direction} {start}..{end}: portal Total {total}, collected {len(again)}"
+    return rows, total, [] if len(again) == total else [mismatch]
+
+
+async def _list_halves(
+    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+) -> tuple[dict[str, InvoiceRow], int, list[str]]:
+    middle = start + (end - start) // 2
+    log.info("%s %s..%s has more than %d pages; listing it in two halves", query.direction, start, end, SPLIT_ABOVE_PAGES)
+    first_rows, first_total, first_mismatches = await _list_range(page, profile, query, start, middle, retry)
+    rows, total, mismatches = await _list_range(page, profile, query, middle + timedelta(days=1), end, retry)
+    return {**first_rows, **rows}, first_total + total, first_mismatches + mismatches
+
+
+async def search(page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None) -> Listing:
+    """All rows of the query's period; the page must be on (or able to reach) the query page. With `retry`,
+    each page's query is retried under that policy, the walk resuming where it failed."""
     rows: dict[str, InvoiceRow] = {}
     total, mismatches = 0, []
     for start, end in split_range(query.date_from, query.date_to, profile.max_range_days):
-        chunk_rows, chunk_total, mismatch = await _walk_checked(page, profile, query, start, end)
+        chunk_rows, chunk_total, chunk_mismatches = await _list_range(page, profile, query, start, end, retry)
         rows.update(chunk_rows)
         total += chunk_total
-        if mismatch:
-            mismatches.append(mismatch)
+        mismatches += chunk_mismatches
     ordered = sorted(rows.values(), key=lambda row: (row.issued_at, row.number))
     return Listing(query=query, rows=ordered, portal_total=total, count_mismatches=mismatches)

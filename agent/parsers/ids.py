@@ -6,7 +6,7 @@ import re
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_USCC_SHAPE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}")  # [0-9]: \d takes any script's digits
 
 
 def uscc_check_char(first17: str) -> str:
@@ -16,7 +16,7 @@ def uscc_check_char(first17: str) -> str:
 
 
 def is_valid_uscc(code: str) -> bool:
-    return bool(_USCC_SHAPE.match(code)) and uscc_check_char(code[:17]) == code[17]
+    return bool(_USCC_SHAPE.fullmatch(code)) and uscc_check_char(code[:17]) == code[17]
 
 
 def is_valid_taxpayer_id(code: str) -> bool:
@@ -26,4 +26,4 @@ def is_valid_taxpayer_id(code: str) -> bool:
 
 def is_digital_invoice_number(number: str) -> bool:
     """20 digits: 2-digit year, 2-digit region, 1-digit channel, 15-digit sequence."""
-    return bool(re.fullmatch(r"\d{20}", number))
+    return bool(re.fullmatch(r"[0-9]{20}", number))

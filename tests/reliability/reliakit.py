@@ -3,6 +3,7 @@ mock's truth, the CLI as a subprocess, and the fault x outcome matrix written to
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from agent import errors
 from agent.archive import PARTIAL_MARK, QUARANTINE_FOLDER, Archive
 from agent.cli import exit_for
 from agent.config import Settings
-from agent.ledger import LEDGER_NAME, EntryKey, EntryState, Ledger, LedgerEntry
+from agent.ledger import LEDGER_NAME, EntryState, Ledger, LedgerEntry
 from agent.manifest import CSV_NAME, XLSX_NAME
 from agent.records import Direction, FileFormat, RunSummary
 from fixtures.portal.faults import FaultKind
@@ -131,7 +132,7 @@ def _is_evidence(root: Path, path: str | None) -> bool:
     return bool(path) and path.startswith(f"{QUARANTINE_FOLDER}/") and (root / path).is_file()
 
 
-def archive_problems(root: Path, entries: Iterable[LedgerEntry], *, partials_allowed: bool = False) -> list[str]:
+def archive_problems(root: Path, entries: Iterable[LedgerEntry]) -> list[str]:
     """Every file in the archive is a verified entry's (same sha256) or quarantined evidence; no temp files."""
     verified = {entry.path: entry.sha256 for entry in entries if entry.state is EntryState.verified}
     quarantined = {entry.path for entry in entries if entry.state is EntryState.quarantined}
@@ -142,8 +143,7 @@ def archive_problems(root: Path, entries: Iterable[LedgerEntry], *, partials_all
         if relative in ARCHIVE_OWN_FILES or top == "_debug":
             continue
         if PARTIAL_MARK in path.name:
-            if not (partials_allowed and path.name.startswith(".")):
-                problems.append(f"temp file left at {relative}")
+            problems.append(f"temp file left at {relative}")
         elif top == QUARANTINE_FOLDER:
             if relative.removesuffix(".reason.txt") not in quarantined:
                 problems.append(f"quarantined file no entry points at: {relative}")
@@ -215,11 +215,6 @@ def verified_keys(root: Path) -> set[TruthKey]:
         }
 
 
-def ledger_entry(root: Path, key: EntryKey) -> LedgerEntry | None:
-    with Ledger.open(root) as ledger:
-        return ledger.get(key)
-
-
 # -- the CLI as a subprocess
 
 
@@ -228,11 +223,13 @@ def cli_env(portal: MockPortal, settings: Settings, **extra: str) -> dict[str, s
     account = settings.accounts["acct"]
     clean = {key: value for key, value in os.environ.items() if not key.startswith("FAPIAO_")}
     password = account.password.get_secret_value() if account.password else ""
+    fields = {"company_id": account.company_id, "login": account.login, "password": password}
     env = {
         "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}",
         "FAPIAO_PORTAL_URL": portal.url, "FAPIAO_OUT": str(settings.out), "FAPIAO_STATE_DIR": str(settings.state_dir),
-        "FAPIAO_COMPANY_ID": account.company_id, "FAPIAO_LOGIN": account.login, "FAPIAO_PASSWORD": password,
-        "FAPIAO_SMS": f"mock-outbox:{portal.url}", "FAPIAO_INTERACTIVE": "false",
+        # the account named "acct", as in-process runs name it, so both share its saved session
+        "FAPIAO_ACCOUNTS": json.dumps({"acct": {**fields, "sms": f"mock-outbox:{portal.url}"}}),
+        "FAPIAO_INTERACTIVE": "false",
         **{f"FAPIAO_{key.upper()}": str(value) for key, value in FAST.items()},
     }
     return {**clean, **env, **extra}
@@ -241,13 +238,13 @@ def cli_env(portal: MockPortal, settings: Settings, **extra: str) -> dict[str, s
 def cli_command(*args: str, hook: bool = False) -> list[str]:
     """`python -m agent ...`; with `hook`, the crash hook (crashhook.py) is armed first from CRASH_AT."""
     if hook:
-        return [sys.executable, "-c", "import crashhook, sys; crashhook.arm(); from agent.cli import main; "
-                "sys.argv[0] = 'fapiao'; main()", *args]
+        program = "import crashhook, sys; crashhook.arm(); from agent.cli import main; sys.argv[0] = 'fapiao'; main()"
+        return [sys.executable, "-c", program, *args]
     return [sys.executable, "-m", "agent", *args]
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float = 120) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from agentkit import DEMO_MOBILE, MONTH, SettingsFactory, login_record
-from reliakit import audit, cli_env, file_requests, run_agent, verified_keys
+from reliakit import FAST, QUICK_SMS, audit, cli_env, file_requests, run_agent, verified_keys
 
 import agent.archive
 from agent.cli import main
@@ -19,7 +19,7 @@ from agent.ledger import EntryState, Ledger
 from agent.records import Direction
 from fixtures.pytest_plugin import MockPortal
 
-pytestmark = pytest.mark.mock_portal(invoices_per_month=6)
+pytestmark = pytest.mark.mock_portal(invoices_per_month=12, **QUICK_SMS)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -81,7 +81,7 @@ def test_disk_full_mid_run_stops_with_exit_2_keeps_every_file_and_the_next_run_r
 ) -> None:
     settings = fast_settings()
     assert run_agent(settings, directions=[Direction.issued]).exit_code == EXIT_OK
-    before, issued = snapshot(settings.out), verified_keys(settings.out)
+    before, issued, requested = snapshot(settings.out), verified_keys(settings.out), file_requests(mock_portal)
 
     refuse_writes(monkeypatch, errno.ENOSPC, after=1 + 3)  # the start-up write probe, then 3 invoice files
     code, stderr = fapiao_here(mock_portal, settings, monkeypatch, capsys)
@@ -90,6 +90,7 @@ def test_disk_full_mid_run_stops_with_exit_2_keeps_every_file_and_the_next_run_r
     after = snapshot(settings.out)
     assert {path: after.get(path) for path in before} == before  # nothing lost, nothing overwritten
     assert len(after) == len(before) + 3
+    assert sum((file_requests(mock_portal) - requested).values()) <= 3 + 1 + FAST["concurrency"]  # it stopped
     with Ledger.open(settings.out) as ledger:
         received = [entry for entry in ledger.entries() if entry.direction is Direction.received]
     assert sum(entry.state is EntryState.verified for entry in received) == 3

@@ -3,12 +3,15 @@ next run resumes from; meanwhile it asks the portal at a bounded pace, counted o
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import time
+from datetime import date
 from typing import Any
 
 import pytest
-from agentkit import MONTH, SettingsFactory, mock_account
+from agentkit import MONTH, SettingsFactory, mock_account, run_job
 from reliakit import (
     QUICK_SMS,
     audit,
@@ -23,9 +26,14 @@ from reliakit import (
     wait_for,
 )
 
+from agent.browser import BrowserSession, find_chromium
+from agent.config import Settings
 from agent.errors import EXIT_OK, EXIT_PORTAL_UNAVAILABLE
+from agent.flows.search import Listing, SearchQuery, search
+from agent.job import profile_for
 from agent.ledger import EntryState, Ledger
 from agent.records import Direction
+from agent.retry import Gate, retrying
 from fixtures.portal.faults import FaultSpec, Injection
 from fixtures.portal.scenario import Scenario
 from fixtures.pytest_plugin import MockPortal, start_mock_portal
@@ -146,3 +154,46 @@ def test_retry_after_holds_every_worker_back(
     # Retry-After 3: after a second's grace for answers already on their way, nobody asks for 2 s
     assert [at for at, _ in arrivals if limited[0] + 1 < at < limited[0] + 3] == []
     assert len(arrivals) == 24 + 1
+
+
+FLAKY_LISTING = Scenario(name="flaky listing", faults=[FaultSpec(kind="server_error", target="query", rate=0.15)])
+
+
+async def list_received(settings: Settings) -> Listing:
+    """The search flow, as the job runs it (retry policy and all), on a page with the saved session."""
+    async with BrowserSession(find_chromium(), settings.state_dir) as browser:
+        context = await browser.new_context("acct")
+        try:
+            page = await context.new_page()
+            query = SearchQuery(direction=Direction.received, date_from=date(2025, 10, 1), date_to=date(2025, 10, 31))
+            return await search(page, profile_for(settings), query, retry=lambda: retrying(settings, Gate(0)))
+        finally:
+            await context.close()
+
+
+@pytest.mark.mock_portal(FLAKY_LISTING, invoices_per_month=1200, **QUICK_SMS)
+def test_a_long_listing_with_failing_pages_resumes_and_lists_every_row(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    settings = fast_settings()
+    run_job(settings, login_only=True)
+    listing = asyncio.run(list_received(settings))
+    company = settings.accounts["acct"].company_id
+    portal_rows = mock_portal.server.portal.listings.month(company, MONTH, "received")
+    assert sorted(row.number for row in listing.rows) == sorted(invoice.number for invoice in portal_rows)
+    assert listing.count_mismatches == []
+    # 12 pages of 100, each query failing 15 % of the time: walking all of them again after each failure
+    # would need 14 good answers in a row (1 chance in 10); short walks that resume need a few
+    assert mock_portal.counters()["faults"]["server_error"] >= 3
+
+
+def test_unreachable_portal_is_exit_5_with_a_clear_message(mock_portal: MockPortal, fast_settings: SettingsFactory) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # free, and nobody listens on it once closed
+    url = f"http://127.0.0.1:{port}"
+    env = {**cli_env(mock_portal, fast_settings()), "FAPIAO_PORTAL_URL": url, "FAPIAO_RETRIES": "2"}
+    result = run_cli(["download", "--month", MONTH], env)
+    assert result.returncode == EXIT_PORTAL_UNAVAILABLE, result.stderr
+    assert f"error: cannot reach the portal at {url}/invoice-query/invoice-query: net::ERR_CONNECTION_REFUSED" in result.stderr
+    assert "Traceback" not in result.stderr
