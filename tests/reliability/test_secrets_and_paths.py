@@ -123,6 +123,9 @@ class FakeResponse:
     async def body(self) -> bytes:
         return self._body
 
+    async def dispose(self) -> None:
+        pass
+
 
 class FakeRequest:
     """An APIRequestContext whose every GET answers a redirect; records how it was asked."""
