@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -13,6 +14,8 @@ from agent.config import Account, Settings, load_settings
 from agent.job import Job, JobRequest, job_args
 from agent.records import Direction, RunSummary
 from fixtures.pytest_plugin import MockPortal
+
+T = TypeVar("T")
 
 MONTH = "2025-10"
 DEMO_MOBILE = "13800000001"
@@ -39,7 +42,14 @@ def run_job(settings: Settings, month: str = MONTH, *, login_only: bool = False,
         accounts=["acct"], date_from=start, date_to=end, interactive=interactive, login_only=login_only,
         directions=directions or list(Direction), **request,
     )
-    return asyncio.run(Job(settings, job_request).run(job_args(job_request, settings)))
+    return run_async(Job(settings, job_request).run(job_args(job_request, settings)))
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on a thread of its own: pytest-playwright's sync fixtures keep a loop running in the main
+    thread for the rest of the session once a browser test has used them."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def login_record(portal: MockPortal, mobile: str) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from agentkit import MONTH, SettingsFactory, run_job
+from agentkit import MONTH, SettingsFactory, run_job, run_async
 
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Settings
@@ -30,7 +29,7 @@ def listing(settings: Settings, query: SearchQuery) -> Listing:
             finally:
                 await context.close()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def october(direction: Direction, **filters: object) -> SearchQuery:
@@ -106,5 +105,5 @@ def test_table_fallback_reads_the_same_rows_as_the_json(mock_portal: MockPortal,
             await context.close()
             return [from_json.total, from_json.rows], [from_table.total, from_table.rows]
 
-    json_view, table_view = asyncio.run(both())
+    json_view, table_view = run_async(both())
     assert table_view == json_view

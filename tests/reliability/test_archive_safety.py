@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,14 @@ def fapiao_here(
     monkeypatch.setattr(sys, "argv", ["fapiao", "download", "--month", MONTH, *args])
     capsys.readouterr()
     with pytest.raises(SystemExit) as exited:
-        main()
+        in_own_thread(main)
     return int(exited.value.code or 0), capsys.readouterr().err
+
+
+def in_own_thread(function: Callable[[], None]) -> None:
+    """Call `function` on a thread of its own, where its asyncio.run finds no loop already running."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(function).result()
 
 
 def refuse_writes(monkeypatch: pytest.MonkeyPatch, error: int, after: int = 0) -> None:

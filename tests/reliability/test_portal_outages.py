@@ -3,7 +3,6 @@ next run resumes from; meanwhile it asks the portal at a bounded pace, counted o
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import time
@@ -11,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from agentkit import MONTH, SettingsFactory, mock_account, run_job
+from agentkit import MONTH, SettingsFactory, mock_account, run_job, run_async
 from reliakit import (
     QUICK_SMS,
     audit,
@@ -177,7 +176,7 @@ def test_a_long_listing_with_failing_pages_resumes_and_lists_every_row(
 ) -> None:
     settings = fast_settings()
     run_job(settings, login_only=True)
-    listing = asyncio.run(list_received(settings))
+    listing = run_async(list_received(settings))
     company = settings.accounts["acct"].company_id
     portal_rows = mock_portal.server.portal.listings.month(company, MONTH, "received")
     assert sorted(row.number for row in listing.rows) == sorted(invoice.number for invoice in portal_rows)

@@ -3,7 +3,6 @@ leave the archive, downloads come only from the portal's hosts, and TLS errors s
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import http.server
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentkit import MONTH, SettingsFactory, run_job
+from agentkit import MONTH, SettingsFactory, run_job, run_async
 from reliakit import QUICK_SMS, REPO, audit, cli_env, run_agent, run_cli
 from starlette.responses import RedirectResponse
 
@@ -161,7 +160,7 @@ def portal_files(location: str) -> tuple[PortalFiles, FakeRequest]:
 def test_download_redirected_to_a_foreign_host_is_refused_unfollowed(location: str) -> None:
     files, request = portal_files(location)
     with pytest.raises(errors.FapiaoError, match="refused a download redirected to a foreign host") as refused:
-        asyncio.run(files.fetch(ROW, FileFormat.pdf))
+        run_async(files.fetch(ROW, FileFormat.pdf))
     assert not isinstance(refused.value, errors.PortalUnavailable)  # never retried
     assert [call["max_redirects"] for call in request.calls] == [0]
 
