@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psutil
@@ -27,11 +26,11 @@ class MockPortalProcess:
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> MockPortalProcess:
+    def __enter__(self) -> Self:
         scenario = self.workdir / f"bench-{self.invoices}.toml"
-        scenario.write_text(
-            f'name = "bench-{self.invoices}"\n\n[portal]\ninvoices_per_month = {self.invoices // 2}\n', encoding="utf-8"
-        )
+        # sms_resend_seconds = 0: with --repeat the agent logs in again at once, and would wait out the throttle
+        portal = f"invoices_per_month = {self.invoices // 2}\nsms_resend_seconds = 0\n"
+        scenario.write_text(f'name = "bench-{self.invoices}"\n\n[portal]\n{portal}', encoding="utf-8")
         command = [sys.executable, "-m", "agent", "mock-portal", "--scenario", str(scenario), "--seed", str(SEED)]
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=self.env)
         assert self._process.stdout is not None
@@ -41,7 +40,7 @@ class MockPortalProcess:
             raise RuntimeError(f"the mock portal did not start (said {self.url!r})")
         return self
 
-    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *_exc: object) -> None:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(timeout=30)

@@ -61,9 +61,11 @@ def derived(size: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     rows = [
-        "| N invoices (files) | agent s | agent files/s | limit s (shape) | limit files/s | agent / limit "
-        "| clicks s/invoice | clicks for N, s | agent × clicks | rerun s | peak RSS MiB (rerun) | agent CPU s "
-        "| others' CPU s (agent, limit) |",
+        (
+            "| N invoices (files) | agent s | agent files/s | limit s (shape) | limit files/s | agent / limit "
+            "| clicks s/invoice | clicks for N, s | agent × clicks | rerun s | peak RSS MiB (rerun) | agent CPU s "
+            "| others' CPU s (agent, limit) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in results["sizes"]:
@@ -102,9 +104,11 @@ def _mark(ok: bool) -> str:
 def _machine_lines(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     return [
-        f"Machine: {m['cores_logical']} cores ({m['cores_physical']} physical), {m['cpu']}, {m['ram_gib']} GiB; "
-        f"Python {m['python']}; Chromium {m.get('chromium', '?')}; Playwright {m['playwright']}; "
-        f"pypdfium2 {m['pypdfium2']}; {m['platform']}; code {m['git']}.",
+        (
+            f"Machine: {m['cores_logical']} cores ({m['cores_physical']} physical), {m['cpu']}, {m['ram_gib']} GiB; "
+            f"Python {m['python']}; Chromium {m.get('chromium', '?')}; Playwright {m['playwright']}; "
+            f"pypdfium2 {m['pypdfium2']}; {m['platform']}; code {m['git']}."
+        ),
         f"Run {results['started']} ({results['label']}); load average before each size: "
         + ", ".join(f"{size['load_before']:.2f}" for size in results["sizes"])
         + ". Others' CPU: seconds other programs used while the agent or the limit ran (bench/cpu.py); "
