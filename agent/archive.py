@@ -67,7 +67,8 @@ def archive_error(exc: OSError, folder: Path) -> ArchiveError:
 def sanitize_component(text: str) -> str:
     """One path component from any text: no separators, controls, Windows-illegal chars or leading dots."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join("_" if unicodedata.category(char).startswith("C") else char for char in text)
+    if not text.isprintable():  # the common case skips the per-character look-up: printable has no controls
+        text = "".join("_" if unicodedata.category(char).startswith("C") else char for char in text)
     text = _UNSAFE_CHARS.sub("_", text)
     text = _DOT_RUNS.sub(".", text)  # no ".." anywhere, not even inside a name
     text = text.lstrip(". ").rstrip(". ")  # leading dots hide files; Windows drops trailing dots and spaces
@@ -232,7 +233,9 @@ class Archive:
         return PurePosixPath(*(_render_component(part, values) for part in self.layout.split("/")))
 
     def path_for(self, row: InvoiceRow, fmt: FileFormat, company_id: str) -> Path:
-        return self._inside_root(self.root / self._relative_path_for(row, fmt, company_id))
+        """The file's final path. Its components are sanitized, so it lies under the root as written;
+        symbolic links inside the archive are followed when the file is written (write_atomic)."""
+        return self.root / self._relative_path_for(row, fmt, company_id)
 
     def quarantine_path(self, row: InvoiceRow, fmt: FileFormat, company_id: str) -> Path:
         relative = self._relative_path_for(row, fmt, company_id)

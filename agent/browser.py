@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -127,7 +127,7 @@ class BrowserSession:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
 
-    async def __aenter__(self) -> BrowserSession:
+    async def __aenter__(self) -> Self:
         self._playwright = await async_playwright().start()
         log.info("launching Chromium (%s)", self.chromium.describe())
         self._browser = await self._playwright.chromium.launch(
@@ -137,7 +137,7 @@ class BrowserSession:
         )
         return self
 
-    async def __aexit__(self, *exc: object | TracebackType) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._browser is not None:
             await self._browser.close()
         if self._playwright is not None:

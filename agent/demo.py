@@ -23,7 +23,7 @@ def last_month(today: date | None = None) -> str:
 
 
 def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - the local mock portal
+    with urllib.request.urlopen(url, timeout=120) as response:
         return json.load(response)
 
 

@@ -139,7 +139,7 @@ class MockOutboxSms(SmsSource):
         raise NeedsPerson("the mock portal's phone received no SMS code")
 
     def _fetch(self) -> list[dict[str, object]]:
-        with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310 - local mock URL
+        with urllib.request.urlopen(self.url, timeout=10) as response:
             body = json.load(response)
         return body["messages"] if isinstance(body, dict) else body
 

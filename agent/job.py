@@ -3,13 +3,18 @@
 The ledger is the memory between runs: what is verified (and whose file still has its recorded hash) is
 skipped, everything else is tried again. Every state change is written as it happens, so a run killed at
 any point leaves a ledger the next run resumes from.
+
+Within an account the directions are listed at once, each on a page of its own, and a direction's files
+start downloading as soon as its listing is complete (and counted against the portal's Total), while the
+other is still being listed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import date
 from typing import Any
 
@@ -21,7 +26,7 @@ from agent import errors
 from agent.archive import Archive
 from agent.browser import BrowserSession, find_chromium, navigation_error
 from agent.config import Account, Settings
-from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, Verifier
+from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, TaskFeed, Verifier
 from agent.flows.login import LoginInput, login
 from agent.flows.search import Listing, SearchQuery, search
 from agent.human import make_captcha_solver, make_sms_source
@@ -37,7 +42,7 @@ MAX_RELOGINS = 2  # per account and run: a session that keeps dying stops the ru
 
 
 class JobRequest(BaseModel):
-    accounts: list[str | None] = Field(default_factory=lambda: [None])  # None: the only configured account
+    accounts: list[str | None] = [None]  # None: the only configured account (pydantic copies the default)
     date_from: date
     date_to: date
     directions: list[Direction] = Field(default_factory=lambda: [Direction.issued, Direction.received])
@@ -52,7 +57,7 @@ class ProgressSink:
 
     def listed(self, account: str, direction: Direction, count: int) -> None: ...
 
-    def started(self, total: int) -> None: ...
+    def queued(self, count: int) -> None: ...
 
     def outcome(self, outcome: Outcome) -> None: ...
 
@@ -68,6 +73,8 @@ class AccountRun:
         self.job, self.name, self.account = job, name, account
         self.settings, self.profile = job.settings, job.profile
         self.relogins = 0
+        self._renewing = asyncio.Lock()
+        self._session_generation = 0  # sessions started: tells a task whether someone renewed it meanwhile
         self.context: BrowserContext | None = None
         self.page: Page | None = None
 
@@ -75,12 +82,12 @@ class AccountRun:
         self.context = await browser.new_context(self.name)
         try:
             self.page = await self.context.new_page()
-            await self._ensure_session(browser)
+            await self._ensure_session(self.page)
             if self.job.request.login_only:
                 return RunSummary()
             await self._start_tracing()
             try:
-                summary = await self._archive(browser)
+                summary = await self._archive()
             except BaseException:
                 await self._keep_evidence()
                 raise
@@ -91,23 +98,24 @@ class AccountRun:
 
     async def _start_tracing(self) -> None:
         assert self.context is not None
-        # No DOM snapshots: one per action on a 100-row table doubled the time to list a month.
-        await self.context.tracing.start(screenshots=True)
+        # Actions and network only: DOM snapshots doubled the time to list a month, and the screencast kept
+        # Chromium busy while both directions list at once. A failed run gets a screenshot of each page instead.
+        await self.context.tracing.start()
 
-    async def _ensure_session(self, browser: BrowserSession) -> None:
-        assert self.page is not None and self.context is not None
-        await self._open_portal()
-        if self.profile.paths.query_page not in self.page.url:
-            await login(self.page, self.profile, self._login_input())
-        await browser.save_session(self.context, self.name)
+    async def _ensure_session(self, page: Page) -> None:
+        """Leaves `page` on the query page, logged in; the session is saved for the next run."""
+        assert self.context is not None
+        await self._open_portal(page)
+        if self.profile.paths.query_page not in page.url:
+            await login(page, self.profile, self._login_input())
+        await self.job.browser_session.save_session(self.context, self.name)
 
-    async def _open_portal(self) -> None:
-        assert self.page is not None
+    async def _open_portal(self, page: Page) -> None:
         async for attempt in retrying(self.settings, self.job.gate):
             with attempt:
                 url = self.profile.url(self.profile.paths.query_page)
                 try:
-                    response = await self.page.goto(url)
+                    response = await page.goto(url)
                 except PlaywrightError as exc:
                     raise navigation_error(exc, url) from None
                 if response is not None and response.status >= 500:
@@ -129,23 +137,35 @@ class AccountRun:
         )
 
     async def renew_session(self) -> None:
-        """Log in again after the portal dropped the session; bounded, never a loop."""
-        self.relogins += 1
-        if self.relogins > MAX_RELOGINS:
-            raise errors.SessionLost(
-                f"the portal session keeps dying ({MAX_RELOGINS} re-logins this run); check that nobody else "
-                "logs in with this account, then run again: the ledger resumes where this run stopped"
-            )
-        log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
+        """Log in again after the portal dropped the session. Every listing and download notices the loss:
+        the first to ask renews, on a page of its own (the others' pages are busy), and those asking
+        meanwhile wait and go on with the new session. Bounded, never a loop."""
+        seen = self._session_generation
+        async with self._renewing:
+            if self._session_generation != seen:
+                return
+            self.relogins += 1
+            if self.relogins > MAX_RELOGINS:
+                raise errors.SessionLost(
+                    f"the portal session keeps dying ({MAX_RELOGINS} re-logins this run); check that nobody else "
+                    "logs in with this account, then run again: the ledger resumes where this run stopped"
+                )
+            log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
+            await self._login_again()
+            self._session_generation += 1
+
+    async def _login_again(self) -> None:
         assert self.context is not None
         await self.context.tracing.stop()  # a trace records what is typed: it must never hold a login
+        page = await self.context.new_page()
         try:
-            await self._ensure_session(self.job.browser_session)
+            await page.bring_to_front()  # a page in the background is slow to click
+            await self._ensure_session(page)
         finally:
+            await page.close()
             await self._start_tracing()
 
-    async def _list(self, direction: Direction) -> Listing:
-        assert self.page is not None
+    async def _list(self, page: Page, direction: Direction) -> Listing:
         request = self.job.request
         query = SearchQuery(
             direction=direction, date_from=request.date_from, date_to=request.date_to,
@@ -153,67 +173,109 @@ class AccountRun:
         )
         while True:
             try:
-                return await search(self.page, self.profile, query, retry=lambda: retrying(self.settings, self.job.gate))
+                return await search(page, self.profile, query, retry=lambda: retrying(self.settings, self.job.gate))
             except errors.SessionLost:
                 await self.renew_session()
 
-    async def _archive(self, browser: BrowserSession) -> RunSummary:
+    async def _archive(self) -> RunSummary:
         assert self.context is not None
+        files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
+        downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.renew_session)
+        feed = TaskFeed()
+        shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
+        keys, skipped, mismatches = set[EntryKey](), set[EntryKey](), list[str]()
+        for share in shares:
+            keys |= share.keys
+            skipped |= share.skipped
+            mismatches += share.count_mismatches
+        return self.job.summarize(keys, skipped, mismatches)
+
+    async def _list_all(self, feed: TaskFeed) -> list[DirectionShare]:
+        """Every direction listed at once, the first on the session's page, the others on pages of their own."""
+        assert self.page is not None and self.context is not None
+        directions = self.job.request.directions
+        pages = [self.page] + [await self.context.new_page() for _ in directions[1:]]
+        try:
+            return await run_together(*(self._list_into(page, d, feed) for page, d in zip(pages, directions, strict=True)))
+        finally:
+            feed.close()
+            for page in pages[1:]:
+                await page.close()
+
+    async def _list_into(self, page: Page, direction: Direction, feed: TaskFeed) -> DirectionShare:
+        """List one direction, record it, and hand what is left to do to the downloads."""
         ledger, company_id = self.job.ledger, self.account.company_id
-        listed: list[InvoiceRow] = []
-        mismatches: list[str] = []
-        for direction in self.job.request.directions:
-            listing = await self._list(direction)
-            ledger.record_listed(self.job.run_id, company_id, listing.rows, self.settings.formats)
-            self.job.progress.listed(self.name, direction, len(listing.rows))
-            listed += listing.rows
-            mismatches += listing.count_mismatches
-        keys = {EntryKey.of(company_id, row, fmt) for row in listed for fmt in self.settings.formats}
-        entries = [entry for entry in self._entries(company_id, listed) if entry.key in keys]
-        skipped = self._recheck_verified(entries)
+        listing = await self._list(page, direction)
+        ledger.record_listed(self.job.run_id, company_id, listing.rows, self.settings.formats)
+        self.job.progress.listed(self.name, direction, len(listing.rows))
+        keys = {EntryKey.of(company_id, row, fmt) for row in listing.rows for fmt in self.settings.formats}
+        entries = [entry for entry in self._entries(company_id, listing.rows) if entry.key in keys]
+        skipped = await self._recheck_verified(entries)
         tasks = [
             self._task(entry) for entry in entries
             if entry.key not in skipped and entry.state is not EntryState.paper
         ]
-        self.job.progress.started(len(tasks))
-        files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
-        downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.renew_session)
-        await downloader.run(tasks)
-        return self.job.summarize(keys, skipped, mismatches)
+        self.job.progress.queued(len(tasks))
+        feed.add(tasks)
+        return DirectionShare(keys=keys, skipped=skipped, count_mismatches=listing.count_mismatches)
 
     def _entries(self, company_id: str, rows: list[InvoiceRow]) -> Iterator[LedgerEntry]:
         for month in sorted({f"{row.issued_at:%Y-%m}" for row in rows}):
             yield from self.job.ledger.entries(company_id, month)
 
-    def _recheck_verified(self, entries: list[LedgerEntry]) -> set[EntryKey]:
+    async def _recheck_verified(self, entries: list[LedgerEntry]) -> set[EntryKey]:
         """Verified entries whose file still has its hash are skipped; the others are done again."""
-        skipped = set()
-        for entry in entries:
-            if entry.state is not EntryState.verified:
-                continue
-            path = self.job.archive.root / (entry.path or "")
-            if entry.path and path.is_file() and Archive.sha256_of(path) == entry.sha256:
-                skipped.add(entry.key)
-            else:
+        verified = [entry for entry in entries if entry.state is EntryState.verified]
+        intact = await asyncio.to_thread(lambda: [self._file_intact(entry) for entry in verified])
+        for entry, ok in zip(verified, intact, strict=True):
+            if not ok:
                 self.job.ledger.mark_failed(self.job.run_id, entry.key, "file missing or changed since it was verified")
-        return skipped
+        return {entry.key for entry, ok in zip(verified, intact, strict=True) if ok}
+
+    def _file_intact(self, entry: LedgerEntry) -> bool:
+        path = self.job.archive.root / (entry.path or "")
+        return bool(entry.path) and path.is_file() and Archive.sha256_of(path) == entry.sha256
 
     def _task(self, entry: LedgerEntry) -> DownloadTask:
         target = self.job.archive.path_for(entry.row, entry.format, entry.company_id)
         return DownloadTask(company_id=entry.company_id, row=entry.row, fmt=entry.format, target=target)
 
     async def _keep_evidence(self) -> None:
-        """Trace and screenshot of a failed run (the password field was cleared after login)."""
+        """Trace and a screenshot of each open page of a failed run (the password field was cleared after login)."""
         assert self.context is not None
         folder = self.job.debug_dir
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         try:
             await self.context.tracing.stop(path=folder / f"trace-{self.name}-{stamp}.zip")
-            if self.page is not None and not self.page.is_closed():
-                await self.page.screenshot(path=folder / f"page-{self.name}-{stamp}.png")
+            for number, page in enumerate(self.context.pages, start=1):
+                await page.screenshot(path=folder / f"page-{self.name}-{stamp}-{number}.png")
         except Exception as exc:  # evidence is best effort; the original error matters more  # noqa: BLE001
             log.info("could not save failure evidence: %s", exc)
+
+
+class DirectionShare(BaseModel):
+    """What listing one direction found: its ledger keys, those already verified, any count mismatch."""
+
+    keys: set[EntryKey]
+    skipped: set[EntryKey]
+    count_mismatches: list[str]
+
+
+async def run_together(*work: Coroutine[Any, Any, Any]) -> list[Any]:
+    """Run coroutines at once and return their results; the first to fail stops the others, and its own
+    error (not a group of them) is raised, so the exit code stays the one that error maps to."""
+    tasks = [asyncio.ensure_future(each) for each in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task in done and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Job:

@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from tenacity import (
@@ -274,7 +274,7 @@ class Ledger:
     def close(self) -> None:
         self._connection.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -386,7 +386,9 @@ class Ledger:
 
     def _relative(self, path: Path) -> str:
         """`path` as stored: relative to the root, '/'-separated. ValueError when it lies outside the root."""
-        absolute = path.resolve() if path.is_absolute() else (self.root / path).resolve()
+        absolute = Path(os.path.normpath(path if path.is_absolute() else self.root / path))
+        if not absolute.is_relative_to(self.root):
+            absolute = absolute.resolve()  # the root reached through a symbolic link
         return absolute.relative_to(self.root).as_posix()
 
     # -- invoices: reading

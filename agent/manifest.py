@@ -15,17 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
 from agent.archive import Archive
 from agent.ledger import Ledger, LedgerEntry
 from agent.portal import FORMAT_PARAM, KIND_NAMES, SOURCE_NAMES, STATUS_NAMES
 from agent.records import Direction
 
 if TYPE_CHECKING:
-    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+    from openpyxl.cell import WriteOnlyCell
 
 CSV_NAME = "manifest.csv"
 XLSX_NAME = "manifest.xlsx"
@@ -77,25 +73,29 @@ def csv_bytes(rows: Iterable[list[Cell]]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
-def _xlsx_cell(sheet: WriteOnlyWorksheet, value: Cell) -> WriteOnlyCell:
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters are not allowed in the XML
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, datetime):
-        cell.number_format = DATE_FORMAT
-    elif isinstance(value, Decimal):
-        cell.number_format = AMOUNT_FORMAT
-    else:
-        cell.data_type = "s"  # openpyxl would store a text starting with "=" as a formula
-    return cell
-
-
 def xlsx_bytes(rows: Iterable[list[Cell]]) -> bytes:
+    # openpyxl takes a tenth of a second to import: only a run that writes the Excel file pays for it
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    def typed_cell(value: Cell) -> WriteOnlyCell:
+        if isinstance(value, str):
+            value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters are not allowed in the XML
+        cell = WriteOnlyCell(sheet, value=value)
+        if isinstance(value, datetime):
+            cell.number_format = DATE_FORMAT
+        elif isinstance(value, Decimal):
+            cell.number_format = AMOUNT_FORMAT
+        else:
+            cell.data_type = "s"  # openpyxl would store a text starting with "=" as a formula
+        return cell
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(SHEET_TITLE)
     sheet.append(list(COLUMNS))
     for row in rows:
-        sheet.append([_xlsx_cell(sheet, value) for value in row])
+        sheet.append([typed_cell(value) for value in row])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
@@ -105,9 +105,17 @@ def write_manifests(ledger: Ledger, root: Path, company_id: str | None = None) -
     """Write both manifests from the ledger (one company's entries, or all); return their paths."""
     rows = [manifest_row(entry) for entry in ledger.entries(company_id=company_id)]
     archive = Archive(root)
-    written = []
-    for name, data in ((CSV_NAME, csv_bytes(rows)), (XLSX_NAME, xlsx_bytes(rows))):
-        path = archive.root / name
-        archive.write_atomic(path, data)
-        written.append(path)
-    return written
+    csv_path, xlsx_path = archive.root / CSV_NAME, archive.root / XLSX_NAME
+    csv_data = csv_bytes(rows)
+    if xlsx_path.is_file() and _holds(csv_path, csv_data):
+        return [csv_path, xlsx_path]  # nothing changed (a rerun): the Excel file takes a second per 2,000 rows
+    archive.write_atomic(csv_path, csv_data)
+    archive.write_atomic(xlsx_path, xlsx_bytes(rows))
+    return [csv_path, xlsx_path]
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False

@@ -20,12 +20,17 @@ class BarProgress(ProgressSink):
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task: TaskID | None = None
+        self.total = 0
 
     def listed(self, account: str, direction: Direction, count: int) -> None:
         self.progress.console.print(f"{account}: {count} {direction.value} invoices listed")
 
-    def started(self, total: int) -> None:
-        self.task = self.progress.add_task("downloading + verifying", total=total)
+    def queued(self, count: int) -> None:
+        self.total += count
+        if self.task is None:
+            self.task = self.progress.add_task("downloading + verifying", total=self.total)
+        else:
+            self.progress.update(self.task, total=self.total)
 
     def outcome(self, outcome: Outcome) -> None:
         if self.task is not None:
@@ -42,9 +47,9 @@ class PlainProgress(ProgressSink):
     def listed(self, account: str, direction: Direction, count: int) -> None:
         click.echo(f"{account}: {count} {direction.value} invoices listed", err=True)
 
-    def started(self, total: int) -> None:
-        self.done, self.total = 0, total
-        click.echo(f"{total} files to download", err=True)
+    def queued(self, count: int) -> None:
+        self.total += count
+        click.echo(f"{count} files to download ({self.total} in all)", err=True)
 
     def outcome(self, outcome: Outcome) -> None:
         self.done += 1

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Coroutine
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from agent.config import Account, Settings, load_settings
+from agent.config import Account, Settings
 from agent.job import Job, JobRequest, job_args
 from agent.records import Direction, RunSummary
 from fixtures.pytest_plugin import MockPortal

@@ -8,7 +8,8 @@ file is reported through `on_outcome`; the caller keeps the ledger.
 Per file: transient errors are retried by the policy in agent.retry; a corrupt or mismatching file is
 downloaded again, a bounded number of times, then failed (corrupt) or quarantined (mismatch); a file not
 ready yet is set aside and tried again at the end of the run, then reported pending. A dead session is
-renewed through `renew_session` (the caller bounds how often).
+renewed through `renew_session` (the caller renews once for all workers and bounds how often). Tasks
+arrive through a TaskFeed, so downloads start while the rest of the month is still being listed.
 """
 
 from __future__ import annotations
@@ -144,6 +145,30 @@ class PortalFiles:
             raise errors.FapiaoError(f"refused a download redirected to a foreign host ({host})")
 
 
+class TaskFeed:
+    """Download tasks as the listings deliver them; workers take them until the feed is closed and empty."""
+
+    def __init__(self, tasks: Iterable[DownloadTask] = (), *, closed: bool = False) -> None:
+        self._queue: asyncio.Queue[DownloadTask | None] = asyncio.Queue()
+        self.add(tasks)
+        if closed:
+            self.close()
+
+    def add(self, tasks: Iterable[DownloadTask]) -> None:
+        for task in tasks:
+            self._queue.put_nowait(task)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def next(self) -> DownloadTask | None:
+        """The next task, waiting for one; None once the feed is closed and drained."""
+        task = await self._queue.get()
+        if task is None:
+            self._queue.put_nowait(None)  # the end mark stays for the other workers
+        return task
+
+
 class Downloader:
     """Fetch, verify, save: the pipeline for one account's files."""
 
@@ -158,27 +183,23 @@ class Downloader:
     ) -> None:
         self.files, self.verifier, self.archive, self.settings = files, verifier, archive, settings
         self.on_outcome = on_outcome
-        self.renew_session = renew_session
-        self._renewing = asyncio.Lock()
-        self._session_generation = 0
+        self.renew_session = renew_session  # shared by every task of the account: it renews once for all
         self._outages_in_a_row = 0
         self.not_ready: list[DownloadTask] = []
 
-    async def run(self, tasks: Iterable[DownloadTask]) -> None:
-        await self._drain(tasks, final_round=self.settings.not_ready_rounds == 0)
+    async def run(self, feed: TaskFeed) -> None:
+        await self._drain(feed, final_round=self.settings.not_ready_rounds == 0)
         for round_number in range(1, self.settings.not_ready_rounds + 1):
             if not self.not_ready:
                 break
             waiting, self.not_ready = self.not_ready, []
             log.info("%d files were not ready; trying them again in %.0f s", len(waiting), self.settings.not_ready_wait)
             await asyncio.sleep(self.settings.not_ready_wait)
-            await self._drain(waiting, final_round=round_number == self.settings.not_ready_rounds)
+            await self._drain(TaskFeed(waiting, closed=True), final_round=round_number == self.settings.not_ready_rounds)
 
-    async def _drain(self, tasks: Iterable[DownloadTask], final_round: bool) -> None:
-        queue = iter(tasks)
-
+    async def _drain(self, feed: TaskFeed, final_round: bool) -> None:
         async def worker() -> None:
-            for task in queue:  # one shared iterator: each task goes to exactly one worker
+            while (task := await feed.next()) is not None:  # each task goes to exactly one worker
                 await self._one(task, final_round)
 
         workers = [asyncio.create_task(worker()) for _ in range(self.settings.concurrency)]
@@ -187,13 +208,15 @@ class Downloader:
         finally:
             for running in workers:
                 running.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)  # lets files being written be recorded
 
     async def _one(self, task: DownloadTask, final_round: bool) -> None:
-        attempts = 0
+        attempts = rejected = 0  # downloads of this file; of those, how many the check refused
         while True:
             attempts += 1
+            last_chance = rejected + 1 >= self.settings.corrupt_retries
             try:
-                outcome = await self._attempt(task, attempts)
+                outcome = await self._attempt(task, attempts, last_chance)
             except errors.FileNotReady as exc:
                 if final_round:
                     outcome = Outcome(task=task, state=State.pending, error=str(exc), attempts=attempts)
@@ -201,10 +224,11 @@ class Downloader:
                     self.not_ready.append(task)
                     return
             except errors.SessionLost:
-                await self._renew()
+                await self.renew_session()  # not the file's fault: it keeps its chances
                 continue
             except errors.FileRejected as exc:
-                if attempts < self.settings.corrupt_retries:
+                rejected += 1
+                if not last_chance:
                     log.warning("%s %s rejected (%s); downloading again", task.row.number, task.fmt, exc)
                     continue
                 outcome = Outcome(task=task, state=State.failed, error=str(exc), attempts=attempts)
@@ -217,16 +241,32 @@ class Downloader:
             self.on_outcome(outcome)
             return
 
-    async def _attempt(self, task: DownloadTask, attempts: int) -> Outcome:
+    async def _attempt(self, task: DownloadTask, attempts: int, last_chance: bool) -> Outcome:
+        """One download and check; a mismatching file is quarantined on its last chance, else raised."""
         data = await self.files.fetch(task.row, task.fmt)
         self._outages_in_a_row = 0
         try:
             await self.verifier.verify(data, task.row, task.fmt)
         except errors.ContentMismatch as exc:
-            if attempts < self.settings.corrupt_retries:
+            if not last_chance:
                 raise
             return await self._quarantine(task, data, exc, attempts)
-        sha256, size = await asyncio.to_thread(self.archive.write_atomic, task.target, data)
+        return await self._save(task, data, attempts)
+
+    async def _save(self, task: DownloadTask, data: bytes, attempts: int) -> Outcome:
+        """Write a verified file into place. A run stopped meanwhile still lets the write finish and records
+        it, so no file ever sits at its final name without its ledger row saying verified."""
+        writing = asyncio.ensure_future(asyncio.to_thread(self.archive.write_atomic, task.target, data))
+        try:
+            sha256, size = await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            sha256, size = await writing
+            self.on_outcome(self._verified(task, sha256, size, attempts))
+            raise
+        return self._verified(task, sha256, size, attempts)
+
+    @staticmethod
+    def _verified(task: DownloadTask, sha256: str, size: int, attempts: int) -> Outcome:
         return Outcome(task=task, state=State.verified, path=task.target, sha256=sha256, size=size, attempts=attempts)
 
     async def _quarantine(self, task: DownloadTask, data: bytes, error: errors.ContentMismatch, attempts: int) -> Outcome:
@@ -245,10 +285,3 @@ class Downloader:
         if isinstance(error, errors.RateLimited) or self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
             raise errors.PortalUnavailable(f"the portal stays unavailable ({error}); stopping, the next run resumes")
         return Outcome(task=task, state=State.failed, error=str(error), attempts=attempts)
-
-    async def _renew(self) -> None:
-        seen = self._session_generation
-        async with self._renewing:
-            if self._session_generation == seen:  # the first worker to notice renews; the others just retry
-                await self.renew_session()
-                self._session_generation += 1

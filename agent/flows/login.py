@@ -251,5 +251,5 @@ async def _clear_password(page: Page, profile: PortalProfile) -> None:
         field = page.locator(profile.login.password)
         if await field.count():
             await field.first.fill("")
-    except Exception:  # the page may have navigated away already  # noqa: BLE001
-        pass
+    except Exception as exc:  # the page may have navigated away already  # noqa: BLE001
+        log.debug("password field not cleared: %s", type(exc).__name__)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Response
+from playwright.async_api import Locator, Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
-SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
+SPLIT_ABOVE_PAGES = 20  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
 
 
 class SearchQuery(BaseModel):
@@ -65,9 +65,17 @@ def split_range(start: date, end: date, max_days: int) -> list[tuple[date, date]
     return chunks
 
 
+async def _press(target: Locator) -> None:
+    """Click without Playwright's wait for the element to be stable: that wait counts animation frames, which
+    Chromium gives a page in the background (the other direction's, listed at once) about once a second.
+    What the skipped checks would catch is checked instead: the pager's next button is enabled, and every
+    click must bring the query answer it is for, or it is asked again."""
+    await target.click(force=True)
+
+
 async def _fill_filters(page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> None:
     selectors = profile.query
-    await page.click(selectors.direction_tab[query.direction])
+    await _press(page.locator(selectors.direction_tab[query.direction]))
     await page.fill(selectors.date_from, start.isoformat())
     await page.fill(selectors.date_to, end.isoformat())
     await page.select_option(selectors.kinds, query.kinds)
@@ -187,12 +195,12 @@ class _Walker:
 
     async def _show(self, number: int) -> QueryPage:
         if number > 1 and self.shown == number - 1:
-            return await self._step(number, lambda: self.page.click(self.profile.query.next_page))
+            return await self._step(number, lambda: _press(self.page.locator(self.profile.query.next_page)))
         selectors = self.profile.query
         if self.profile.paths.query_page not in self.page.url:
             await _open_query_page(self.page, self.profile)
         await _fill_filters(self.page, self.profile, self.query, self.start, self.end)
-        answer = await self._step(1, lambda: self.page.click(selectors.submit))
+        answer = await self._step(1, lambda: _press(self.page.locator(selectors.submit)))
         if answer.total > answer.page_size and answer.page_size != LARGEST_PAGE:
             answer = await self._step(1, lambda: self.page.select_option(selectors.page_size, str(LARGEST_PAGE)))
         while self.shown < number:
@@ -201,7 +209,7 @@ class _Walker:
 
     async def _jump(self, target: int) -> QueryPage:
         number = self.page.locator(self.profile.query.page_numbers).filter(has_text=re.compile(rf"^{target}$"))
-        return await self._step(target, number.first.click)
+        return await self._step(target, lambda: _press(number.first))
 
     async def _nearest_page_number(self, number: int) -> int:
         """The furthest page number the pager shows on the way to `number` (it shows the current one ± 2)."""

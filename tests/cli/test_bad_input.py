@@ -17,7 +17,7 @@ USCC = "91110108MA01ABCDE" + uscc_check_char("91110108MA01ABCDE")
 def fapiao(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FAPIAO_")}
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, cwd=cwd, check=False,
         env={**clean, "PYTHONPATH": str(Path(__file__).parents[2]), **(env or {})}, timeout=60,
     )
 

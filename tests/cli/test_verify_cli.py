@@ -18,7 +18,7 @@ from fixtures.pytest_plugin import MockPortal
 def verify(*paths: Path) -> tuple[int, list[dict[str, object]]]:
     result = subprocess.run(
         [sys.executable, "-m", "agent", "verify", "--json", *map(str, paths)],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2], check=False,
     )
     return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
 

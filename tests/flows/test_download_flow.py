@@ -65,7 +65,7 @@ def test_all_three_formats_are_verified(mock_portal: MockPortal, agent_settings:
 def test_a_changed_file_is_downloaded_again(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
     settings = agent_settings()
     run_job(settings, directions=[Direction.issued])
-    victim = sorted(final_files(settings.out))[0]
+    victim = min(final_files(settings.out))
     victim.write_bytes(b"%PDF-1.4 tampered")
     summary = run_job(settings, directions=[Direction.issued])
     assert summary.downloaded == 1 and summary.complete

@@ -5,11 +5,10 @@ from __future__ import annotations
 import stat
 
 import pytest
+from agentkit import DEMO_MOBILE, SettingsFactory, login_record, mock_account, run_job
 
 from agent import errors
 from fixtures.pytest_plugin import MockPortal
-
-from agentkit import DEMO_MOBILE, SettingsFactory, login_record, mock_account, run_job
 
 
 def test_login_passes_slider_and_sms_and_saves_a_private_session(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:

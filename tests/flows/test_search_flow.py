@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from agentkit import MONTH, SettingsFactory, run_job, run_async
+from agentkit import MONTH, SettingsFactory, run_async, run_job
 
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Settings

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from agentkit import MONTH, SettingsFactory, mock_account, run_job, run_async
+from agentkit import MONTH, SettingsFactory, mock_account, run_async, run_job
 from reliakit import (
     QUICK_SMS,
     audit,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentkit import MONTH, SettingsFactory, run_job, run_async
+from agentkit import MONTH, SettingsFactory, run_async, run_job
 from reliakit import QUICK_SMS, REPO, audit, cli_env, run_agent, run_cli
 from starlette.responses import RedirectResponse
 

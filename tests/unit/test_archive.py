@@ -5,39 +5,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rowkit import COMPANY, NUMBER, make_row
 
 from agent.archive import Archive, sanitize_component
 from agent.errors import ArchiveError, SettingsError
-from agent.records import Direction, FileFormat, InvoiceRow
-
-COMPANY = "91110108MA01ABCDEX"
-NUMBER = "25112000000012345678"
-
-
-def make_row(**overrides: Any) -> InvoiceRow:
-    fields: dict[str, Any] = {
-        "direction": Direction.received,
-        "number": NUMBER,
-        "kind": "82",
-        "status": "01",
-        "seller_tax_id": "91110000600012345X",
-        "seller_name": "北京某某科技有限公司",
-        "buyer_tax_id": COMPANY,
-        "buyer_name": "上海买方贸易有限公司",
-        "issued_at": datetime(2025, 10, 8, 10, 17, 57),
-        "amount": Decimal("1165.57"),
-        "tax": Decimal("68.93"),
-        "total": Decimal("1234.50"),
-    }
-    return InvoiceRow(**(fields | overrides))
+from agent.records import Direction, FileFormat
 
 
 def components(archive: Archive, path: Path) -> tuple[str, ...]:

@@ -10,38 +10,19 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rowkit import COMPANY, make_row
 
 from agent.errors import ArchiveError
 from agent.ledger import LEDGER_NAME, LOCK_ATTEMPTS, EntryKey, EntryState, Ledger
 from agent.records import Direction, FileFormat, InvoiceRow, RunSummary
 
-COMPANY = "91110108MA01ABCDEX"
 PDF_ONLY = [FileFormat.pdf]
 # spawn, not fork: a child must not inherit the parent's SQLite handles (and fork warns in threaded processes)
 SPAWN = multiprocessing.get_context("spawn")
-
-
-def make_row(number: str = "25112000000012345678", **overrides: Any) -> InvoiceRow:
-    fields: dict[str, Any] = {
-        "direction": Direction.received,
-        "number": number,
-        "kind": "82",
-        "status": "01",
-        "seller_tax_id": "91110000600012345X",
-        "seller_name": "北京某某科技有限公司",
-        "buyer_tax_id": COMPANY,
-        "buyer_name": "上海买方贸易有限公司",
-        "issued_at": datetime(2025, 10, 8, 10, 17, 57),
-        "amount": Decimal("1165.57"),
-        "tax": Decimal("68.93"),
-        "total": Decimal("1234.50"),
-    }
-    return InvoiceRow(**(fields | overrides))
 
 
 def key_of(row: InvoiceRow, fmt: FileFormat = FileFormat.pdf) -> EntryKey:

@@ -144,3 +144,22 @@ def test_writing_again_replaces_the_manifest(ledger: Ledger, tmp_path: Path) -> 
     csv_path, _ = write_manifests(ledger, tmp_path)
     write_manifests(ledger, tmp_path, OTHER_COMPANY)
     assert len(read_csv(csv_path)) == 2
+
+
+def test_unchanged_manifests_are_left_alone_and_a_change_rewrites_both(ledger: Ledger, tmp_path: Path) -> None:
+    csv_path, xlsx_path = write_manifests(ledger, tmp_path, COMPANY)
+    first = (csv_path.stat().st_ino, xlsx_path.stat().st_ino)
+    write_manifests(ledger, tmp_path, COMPANY)
+    assert (csv_path.stat().st_ino, xlsx_path.stat().st_ino) == first  # a rerun that changed nothing
+    entry = next(ledger.entries(COMPANY))
+    ledger.mark_failed(1, entry.key, "changed since")
+    write_manifests(ledger, tmp_path, COMPANY)
+    assert csv_path.stat().st_ino != first[0] and xlsx_path.stat().st_ino != first[1]
+    assert "changed since" in csv_path.read_text(encoding="utf-8-sig")
+
+
+def test_a_deleted_excel_manifest_is_written_again(ledger: Ledger, tmp_path: Path) -> None:
+    _, xlsx_path = write_manifests(ledger, tmp_path, COMPANY)
+    xlsx_path.unlink()
+    write_manifests(ledger, tmp_path, COMPANY)
+    assert read_xlsx(xlsx_path)[0] == HEADER
