@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Any
 
@@ -33,7 +33,7 @@ from agent.human import make_captcha_solver, make_sms_source
 from agent.ledger import DONE_STATES, EntryKey, EntryState, Ledger, LedgerEntry
 from agent.manifest import write_manifests
 from agent.portal import PortalProfile
-from agent.records import Direction, InvoiceRow, RunSummary
+from agent.records import Direction, RunSummary
 from agent.retry import Gate, retrying
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ class AccountRun:
         self.context: BrowserContext | None = None
         self.page: Page | None = None
 
-    async def run(self, browser: BrowserSession) -> RunSummary:
-        self.context = await browser.new_context(self.name)
+    async def run(self) -> RunSummary:
+        self.context = await self.job.browser_session.new_context(self.name)
         try:
             self.page = await self.context.new_page()
             await self._ensure_session(self.page)
@@ -209,7 +209,7 @@ class AccountRun:
         ledger.record_listed(self.job.run_id, company_id, listing.rows, self.settings.formats)
         self.job.progress.listed(self.name, direction, len(listing.rows))
         keys = {EntryKey.of(company_id, row, fmt) for row in listing.rows for fmt in self.settings.formats}
-        entries = [entry for entry in self._entries(company_id, listing.rows) if entry.key in keys]
+        entries = ledger.get_many(keys)
         skipped = await self._recheck_verified(entries)
         tasks = [
             self._task(entry) for entry in entries
@@ -218,10 +218,6 @@ class AccountRun:
         self.job.progress.queued(len(tasks))
         feed.add(tasks)
         return DirectionShare(keys=keys, skipped=skipped, count_mismatches=listing.count_mismatches)
-
-    def _entries(self, company_id: str, rows: list[InvoiceRow]) -> Iterator[LedgerEntry]:
-        for month in sorted({f"{row.issued_at:%Y-%m}" for row in rows}):
-            yield from self.job.ledger.entries(company_id, month)
 
     async def _recheck_verified(self, entries: list[LedgerEntry]) -> set[EntryKey]:
         """Verified entries whose file still has its hash are skipped; the others are done again."""
@@ -310,16 +306,18 @@ class Job:
 
     async def _run_accounts(self, accounts: list[tuple[str, Account]]) -> RunSummary:
         chromium = find_chromium(self.settings.browser_path)
-        self.verifier = Verifier(self.settings.workers, self.settings.verify_qr)
+        # the verification workers start in a thread while Chromium launches: each takes a few tenths of a second
+        starting = asyncio.ensure_future(asyncio.to_thread(Verifier, self.settings.workers, self.settings.verify_qr))
         try:
             async with BrowserSession(chromium, self.settings.state_dir, self.settings.headless, self.settings.insecure) as self.browser_session:
+                self.verifier = await starting
                 total = RunSummary()
                 for name, account in accounts:
-                    summary = await AccountRun(self, name, account).run(self.browser_session)
+                    summary = await AccountRun(self, name, account).run()
                     total = add_summaries(total, summary)
                 return total
         finally:
-            self.verifier.close()
+            (await starting).close()
 
     def record(self, outcome: Outcome) -> None:
         """Write one file's outcome to the ledger the moment it is known."""
@@ -336,7 +334,7 @@ class Job:
         self.progress.outcome(outcome)
 
     def summarize(self, keys: set[EntryKey], skipped: set[EntryKey], mismatches: list[str]) -> RunSummary:
-        entries = [entry for entry in map(self.ledger.get, keys) if entry is not None]
+        entries = self.ledger.get_many(keys)
         states = [entry.state for entry in entries]
         count: Callable[[EntryState], int] = states.count
         return RunSummary(

@@ -21,7 +21,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -159,6 +159,7 @@ _UPSERT_LISTED = """
         row = excluded.row, updated_at = excluded.updated_at, run_id = excluded.run_id
 """
 
+NUMBERS_PER_QUERY = 500  # well under SQLite's limit of bound variables per statement
 _KEY_MATCH = "company_id = :company_id AND direction = :direction AND number = :number AND format = :format"
 
 _SQLITE_FAILURES: dict[int, tuple[str, str]] = {
@@ -396,6 +397,20 @@ class Ledger:
     def get(self, key: EntryKey) -> LedgerEntry | None:
         records = self._read(f"SELECT * FROM invoices WHERE {_KEY_MATCH}", _key_params(key))
         return _entry(records[0]) if records else None
+
+    def get_many(self, keys: Iterable[EntryKey]) -> list[LedgerEntry]:
+        """The entries of those keys that exist, read a few hundred invoice numbers per query."""
+        wanted = set(keys)
+        numbers_by_company: dict[str, set[str]] = {}
+        for key in wanted:
+            numbers_by_company.setdefault(key.company_id, set()).add(key.number)
+        found = []
+        for company_id, numbers in numbers_by_company.items():
+            ordered = sorted(numbers)
+            for start in range(0, len(ordered), NUMBERS_PER_QUERY):
+                chunk = ordered[start : start + NUMBERS_PER_QUERY]
+                found += self._select_entries(["company_id = ?", f"number IN ({_sql_list(chunk)})"], [company_id, *chunk])
+        return [entry for entry in found if entry.key in wanted]
 
     def to_do(
         self,

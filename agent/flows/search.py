@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
-SPLIT_ABOVE_PAGES = 20  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
+SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
 
 
 class SearchQuery(BaseModel):

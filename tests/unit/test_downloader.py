@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from agentkit import run_async
 from rowkit import COMPANY, make_row
 
 from agent import errors
@@ -54,7 +55,7 @@ def run(tmp_path: Path, answers: dict[str, list[bytes | Exception]], feed: TaskF
     archive, outcomes, renewals = Archive(tmp_path), list[Outcome](), Renewals()
     settings = Settings(out=tmp_path, concurrency=2, not_ready_rounds=0, corrupt_retries=3)
     downloader = Downloader(ScriptedFiles(answers), BytesVerifier(), archive, settings, outcomes.append, renewals)  # type: ignore[arg-type]
-    asyncio.run(downloader.run(feed or TaskFeed(tasks(archive, answers), closed=True)))
+    run_async(downloader.run(feed or TaskFeed(tasks(archive, answers), closed=True)))
     return outcomes, renewals
 
 
@@ -106,6 +107,6 @@ def test_tasks_fed_while_downloading_are_all_done_once(tmp_path: Path, workers_f
         work = [downloader.run(feed), feed_later(feed)]
         await asyncio.gather(*(work if workers_first else reversed(work)))
 
-    asyncio.run(both())
+    run_async(both())
     assert sorted(outcome.task.row.number for outcome in outcomes) == numbers
     assert {outcome.state for outcome in outcomes} == {State.verified} and files.requests == len(numbers)

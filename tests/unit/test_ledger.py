@@ -86,6 +86,17 @@ def test_record_listed_creates_one_listed_entry_per_format(ledger: Ledger, run_i
     assert ledger.counts()[EntryState.listed] == 2
 
 
+def test_get_many_reads_exactly_the_keys_that_exist_across_companies_and_query_chunks(ledger: Ledger, run_id: int) -> None:
+    rows = [make_row(f"2511200000{n:010d}") for n in range(1, 1203)]  # more numbers than one query takes
+    ledger.record_listed(run_id, COMPANY, rows, [FileFormat.pdf, FileFormat.xml])
+    ledger.record_listed(run_id, "91110000600012345X", rows[:3], PDF_ONLY)
+    wanted = {key_of(row) for row in rows[::2]} | {EntryKey.of("91110000600012345X", rows[0], FileFormat.pdf)}
+    missing = {EntryKey.of(COMPANY, make_row("25112000009999999999"), FileFormat.pdf)}
+    found = ledger.get_many(wanted | missing)
+    assert sorted((entry.key for entry in found), key=repr) == sorted(wanted, key=repr)
+
+
+
 @pytest.mark.parametrize("kind", ["01", "04"])
 def test_paper_invoice_is_recorded_as_paper_and_never_to_do(ledger: Ledger, run_id: int, kind: str) -> None:
     row = make_row(kind=kind)
