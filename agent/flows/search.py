@@ -11,7 +11,9 @@ reported, never ignored.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
-SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in halves (by 开票日期), down to single days
+SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in parts (by 开票日期), down to single days
 
 
 class SearchQuery(BaseModel):
@@ -51,6 +53,14 @@ class Listing(BaseModel):
     rows: list[InvoiceRow]
     portal_total: int
     count_mismatches: list[str] = Field(default_factory=list)
+
+
+def split_days(start: date, end: date, parts: int) -> list[tuple[date, date]]:
+    """[start, end] cut into `parts` consecutive ranges of (nearly) equal numbers of days, at most one per day."""
+    days = (end - start).days + 1
+    parts = max(1, min(parts, days))
+    bounds = [start + timedelta(days=days * index // parts) for index in range(parts + 1)]
+    return [(first, following - timedelta(days=1)) for first, following in itertools.pairwise(bounds)]
 
 
 def split_range(start: date, end: date, max_days: int) -> list[tuple[date, date]]:
@@ -249,12 +259,15 @@ async def _walk(
 async def _list_range(
     page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
 ) -> tuple[dict[str, InvoiceRow], int, list[str]]:
-    """Rows, Total and count mismatches of one range; a range of many pages is listed as two halves, whose
-    short walks are cheap to resume when a page fails."""
+    """Rows, Total and count mismatches of one range. A range of many pages is listed in as many parts as its
+    Total calls for (fewer queries than halving again and again), whose short walks are cheap to resume when
+    a page fails; a part that still holds too many rows is cut again."""
     walker = _Walker(page, profile, query, start, end)
     first = await walker.fetch(1, retry)
-    if first.total > LARGEST_PAGE * SPLIT_ABOVE_PAGES and start < end:
-        return await _list_halves(page, profile, query, start, end, retry)
+    parts = math.ceil(first.total / (LARGEST_PAGE * SPLIT_ABOVE_PAGES))
+    if parts > 1 and start < end:
+        log.info("%s %s..%s has more than %d pages; listing it in %d parts", query.direction, start, end, SPLIT_ABOVE_PAGES, parts)
+        return await _list_each(page, profile, query, split_days(start, end, parts), retry)
     rows, total = await _walk_on(walker, first, retry)
     if len(rows) == total:
         return rows, total, []
@@ -265,25 +278,24 @@ async def _list_range(
     return rows, total, [] if len(again) == total else [mismatch]
 
 
-async def _list_halves(
-    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+async def _list_each(
+    page: Page, profile: PortalProfile, query: SearchQuery, ranges: list[tuple[date, date]], retry: Retry | None
 ) -> tuple[dict[str, InvoiceRow], int, list[str]]:
-    middle = start + (end - start) // 2
-    log.info("%s %s..%s has more than %d pages; listing it in two halves", query.direction, start, end, SPLIT_ABOVE_PAGES)
-    first_rows, first_total, first_mismatches = await _list_range(page, profile, query, start, middle, retry)
-    rows, total, mismatches = await _list_range(page, profile, query, middle + timedelta(days=1), end, retry)
-    return {**first_rows, **rows}, first_total + total, first_mismatches + mismatches
+    """Rows, Total and count mismatches of consecutive ranges, listed one after another."""
+    rows: dict[str, InvoiceRow] = {}
+    total, mismatches = 0, []
+    for part_start, part_end in ranges:
+        part_rows, part_total, part_mismatches = await _list_range(page, profile, query, part_start, part_end, retry)
+        rows.update(part_rows)
+        total += part_total
+        mismatches += part_mismatches
+    return rows, total, mismatches
 
 
 async def search(page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None) -> Listing:
     """All rows of the query's period; the page must be on (or able to reach) the query page. With `retry`,
     each page's query is retried under that policy, the walk resuming where it failed."""
-    rows: dict[str, InvoiceRow] = {}
-    total, mismatches = 0, []
-    for start, end in split_range(query.date_from, query.date_to, profile.max_range_days):
-        chunk_rows, chunk_total, chunk_mismatches = await _list_range(page, profile, query, start, end, retry)
-        rows.update(chunk_rows)
-        total += chunk_total
-        mismatches += chunk_mismatches
+    ranges = split_range(query.date_from, query.date_to, profile.max_range_days)
+    rows, total, mismatches = await _list_each(page, profile, query, ranges, retry)
     ordered = sorted(rows.values(), key=lambda row: (row.issued_at, row.number))
     return Listing(query=query, rows=ordered, portal_total=total, count_mismatches=mismatches)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from agent.archive import QUARANTINE_FOLDER, Archive, sanitize_component
 from agent.cli import parse_month, period
 from agent.errors import SettingsError
-from agent.flows.search import split_range
+from agent.flows.search import split_days, split_range
 from agent.parsers.amounts import FEN, from_upper, to_fen, to_upper
 from agent.parsers.ids import USCC_ALPHABET, is_digital_invoice_number, is_valid_uscc, uscc_check_char
 from agent.records import Direction, FileFormat, InvoiceRow
@@ -113,6 +113,18 @@ def test_split_range_covers_every_day_once_in_chunks_of_at_most_max_days(
     assert covered == [start + dt.timedelta(days=n) for n in range(length + 1)]
     assert all(1 <= (last - first).days + 1 <= max_days for first, last in chunks)
     assert len(chunks) == -(-(length + 1) // max_days)
+
+
+@relaxed
+@given(days, st.integers(min_value=0, max_value=60), st.integers(min_value=1, max_value=100))
+def test_split_days_covers_every_day_once_in_parts_of_nearly_equal_length(start: dt.date, length: int, parts: int) -> None:
+    end = start + dt.timedelta(days=length)
+    chunks = split_days(start, end, parts)
+    covered = [first + dt.timedelta(days=n) for first, last in chunks for n in range((last - first).days + 1)]
+    assert covered == [start + dt.timedelta(days=n) for n in range(length + 1)]
+    assert len(chunks) == min(parts, length + 1)
+    sizes = {(last - first).days + 1 for first, last in chunks}
+    assert max(sizes) - min(sizes) <= 1
 
 
 # -- identifiers
