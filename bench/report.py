@@ -77,7 +77,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {rerun['wall_s']:.2f} | {agent['peak_rss_mib']:.0f} ({rerun['peak_rss_mib']:.0f}) | {agent['cpu_s']:.0f} "
             f"| {agent['foreign_cpu_s']:.0f}, {limit[limit['best']]['foreign_cpu_s']:.0f} |"
         )
-    return "\n".join([*rows, "", *_target_lines(results), "", *_machine_lines(results)]) + "\n"
+    return "\n".join([*rows, "", *_target_lines(results), "", *_cpu_lines(results), "", *_machine_lines(results)]) + "\n"
+
+
+def _cpu_lines(results: dict[str, Any]) -> list[str]:
+    """Where the CPU went: the agent's process tree by kind of process, beside the limit's total."""
+    lines = ["CPU seconds by process, agent run (limit run, all of it):"]
+    for size in results["sizes"]:
+        kinds = sorted(size["agent"].get("cpu_s_by_kind", {}).items(), key=lambda item: -item[1])
+        limit = size["limit"][size["limit"]["best"]]
+        spent = ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in kinds)
+        lines.append(f"- N = {size['invoices']:,}: {spent} ({limit.get('cpu_s', 0):.1f})")
+    return lines
 
 
 def _target_lines(results: dict[str, Any]) -> list[str]:

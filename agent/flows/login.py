@@ -248,8 +248,7 @@ async def login(page: Page, profile: PortalProfile, given: LoginInput) -> None:
 async def _clear_password(page: Page, profile: PortalProfile) -> None:
     """Nothing captured later (screenshot, trace, saved page) may show the password."""
     try:
-        field = page.locator(profile.login.password)
-        if await field.count():
-            await field.first.fill("")
+        # set, not typed: the field is hidden once the SMS step shows, and typing would wait for it to show
+        await page.locator(profile.login.password).evaluate_all("fields => fields.forEach(f => { f.value = ''; })")
     except Exception as exc:  # the page may have navigated away already  # noqa: BLE001
         log.debug("password field not cleared: %s", type(exc).__name__)

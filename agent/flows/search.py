@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
 SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in parts (by 开票日期), down to single days
+PART_FILL = 0.8  # parts aim at 80 % of that: invoices are not spread evenly over the days, and a part too full is cut again
 
 
 class SearchQuery(BaseModel):
@@ -76,11 +77,12 @@ def split_range(start: date, end: date, max_days: int) -> list[tuple[date, date]
 
 
 async def _press(target: Locator) -> None:
-    """Click without Playwright's wait for the element to be stable: that wait counts animation frames, which
-    Chromium gives a page in the background (the other direction's, listed at once) about once a second.
-    What the skipped checks would catch is checked instead: the pager's next button is enabled, and every
-    click must bring the query answer it is for, or it is asked again."""
-    await target.click(force=True)
+    """Click as the page's own handlers see it (a click event on the element), without Playwright's
+    actionability waits: they count animation frames, which Chromium gives the page in the background (the
+    other direction's, listed at once) about once a second, and they scroll and aim the mouse, which costs a
+    third of the listing's time. What those waits guard against is checked instead: the pager's next button
+    is enabled, and every click must bring the query answer it is for, or it is asked again."""
+    await target.dispatch_event("click")
 
 
 async def _fill_filters(page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> None:
@@ -264,8 +266,8 @@ async def _list_range(
     a page fails; a part that still holds too many rows is cut again."""
     walker = _Walker(page, profile, query, start, end)
     first = await walker.fetch(1, retry)
-    parts = math.ceil(first.total / (LARGEST_PAGE * SPLIT_ABOVE_PAGES))
-    if parts > 1 and start < end:
+    if first.total > LARGEST_PAGE * SPLIT_ABOVE_PAGES and start < end:
+        parts = math.ceil(first.total / (LARGEST_PAGE * SPLIT_ABOVE_PAGES * PART_FILL))
         log.info("%s %s..%s has more than %d pages; listing it in %d parts", query.direction, start, end, SPLIT_ABOVE_PAGES, parts)
         return await _list_each(page, profile, query, split_days(start, end, parts), retry)
     rows, total = await _walk_on(walker, first, retry)
