@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from invoicekit import hand_made_invoice
 
 from agent.parsers.amounts import to_fen
 from agent.parsers.ids import is_valid_uscc
 from fixtures.data.generator import Universe
-from fixtures.data.model import Invoice, LineItem, Party
+from fixtures.data.model import Invoice
 
 MONTH = "2025-10"
 
@@ -28,33 +28,6 @@ def received(universe: Universe) -> list[Invoice]:
 @pytest.fixture(scope="module")
 def issued(universe: Universe) -> list[Invoice]:
     return universe.month(universe.companies[0].tax_id, MONTH, "issued")
-
-
-def _hand_made_invoice(kind: str = "81") -> Invoice:
-    seller = Party(
-        name="北京星辰信息科技有限公司", tax_id="91110108MA01GUF37R", address_phone="a 1", bank_account="b 2"
-    )
-    buyer = Party(
-        name="上海云帆商贸有限公司", tax_id="91310115MA1K4ABC7T", address_phone="c 3", bank_account="d 4"
-    )
-    line = LineItem(
-        name="*餐饮服务*餐费", amount=Decimal("5000.00"), rate=Decimal("0.13"), tax=Decimal("650.00")
-    )
-    return Invoice(
-        number="25112000000012345678",
-        kind=kind,
-        status="01",
-        source="2",
-        direction="issued",
-        seller=seller,
-        buyer=buyer,
-        issued_at=datetime(2025, 10, 8, 10, 17, 57),
-        items=[line],
-        amount=Decimal("5000.00"),
-        tax=Decimal("650.00"),
-        total=Decimal("5650.00"),
-        clerk="张三",
-    )
 
 
 def test_same_seed_gives_identical_months() -> None:
@@ -238,7 +211,7 @@ def test_unknown_company_is_refused(universe: Universe) -> None:
 
 
 def test_listing_row_has_the_portal_keys_and_shapes() -> None:
-    assert _hand_made_invoice().listing_row() == {
+    assert hand_made_invoice().listing_row() == {
         "Fphm": "25112000000012345678",
         "ZzfpDm": "",
         "Zzfphm": "",
@@ -258,7 +231,7 @@ def test_listing_row_has_the_portal_keys_and_shapes() -> None:
 
 
 def test_derived_fields_of_a_digital_invoice() -> None:
-    invoice = _hand_made_invoice()
+    invoice = hand_made_invoice()
     assert invoice.total_upper == "伍仟陆佰伍拾圆整"
     assert invoice.kprq_compact == "20251008101757"
     assert invoice.date_cn == "2025年10月08日"
@@ -267,10 +240,10 @@ def test_derived_fields_of_a_digital_invoice() -> None:
 
 
 def test_ordinary_and_legacy_invoices_use_qr_kind_32_and_paper_has_no_file() -> None:
-    assert _hand_made_invoice(kind="82").qr_payload.startswith("01,32,,")
-    assert _hand_made_invoice(kind="10").qr_payload.startswith("01,32,,")
-    assert _hand_made_invoice(kind="08").qr_payload.startswith("01,31,,")
-    assert [_hand_made_invoice(kind=kind).has_file for kind in ("81", "82", "08", "10", "01", "04")] == [
+    assert hand_made_invoice(kind="82").qr_payload.startswith("01,32,,")
+    assert hand_made_invoice(kind="10").qr_payload.startswith("01,32,,")
+    assert hand_made_invoice(kind="08").qr_payload.startswith("01,31,,")
+    assert [hand_made_invoice(kind=kind).has_file for kind in ("81", "82", "08", "10", "01", "04")] == [
         True,
         True,
         True,

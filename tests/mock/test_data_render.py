@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ET
 import zipfile
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
@@ -14,12 +12,13 @@ import pdfplumber
 import pypdfium2
 import pytest
 import zxingcpp
+from invoicekit import hand_made_invoice
 
 from fixtures.data import files
 from fixtures.data.export_xlsx import BASIC_HEADERS, ITEM_HEADERS, export_xlsx
 from fixtures.data.files import FileStore
 from fixtures.data.generator import Universe
-from fixtures.data.model import Invoice, LineItem, Party
+from fixtures.data.model import Invoice
 from fixtures.data.render_ofd import OFD_NS
 from fixtures.data.render_pdf import render_pdf
 from fixtures.data.render_xml import render_xml
@@ -54,46 +53,6 @@ def _pdf_text(data: bytes) -> str:
         return "\n".join(page.extract_text() for page in pdf.pages)
 
 
-def _hand_made_invoice() -> Invoice:
-    seller = Party(
-        name="北京星辰信息科技有限公司",
-        tax_id="91110108MA01GUF37R",
-        address_phone="北京市海淀区知春路27号 010-62345678",
-        bank_account="招商银行北京海淀支行 110908123410201",
-    )
-    buyer = Party(
-        name="上海云帆商贸有限公司",
-        tax_id="91310115MA1K4ABC7T",
-        address_phone="上海市浦东新区世纪大道8号 021-58881234",
-        bank_account="中国银行上海浦东支行 437265012345",
-    )
-    line = LineItem(
-        name="*信息技术服务*软件开发服务",
-        unit="项",
-        quantity=Decimal(1),
-        unit_price=Decimal("5000.00"),
-        amount=Decimal("5000.00"),
-        rate=Decimal("0.13"),
-        tax=Decimal("650.00"),
-    )
-    return Invoice(
-        number="25112000000012345678",
-        kind="81",
-        status="01",
-        source="2",
-        direction="issued",
-        seller=seller,
-        buyer=buyer,
-        issued_at=datetime(2025, 10, 8, 10, 17, 57),
-        items=[line],
-        amount=Decimal("5000.00"),
-        tax=Decimal("650.00"),
-        total=Decimal("5650.00"),
-        clerk="张三",
-        remark="合同编号：HT2025100042",
-    )
-
-
 def test_the_test_month_covers_every_kind_of_invoice(month: list[Invoice]) -> None:
     assert len(month) == 40
     assert {invoice.kind for invoice in month} == {"01", "04", "08", "10", "81", "82"}
@@ -101,7 +60,7 @@ def test_the_test_month_covers_every_kind_of_invoice(month: list[Invoice]) -> No
 
 
 def test_digital_pdf_reads_in_the_portal_order() -> None:
-    assert _pdf_text(render_pdf(_hand_made_invoice())).splitlines() == [
+    assert _pdf_text(render_pdf(hand_made_invoice())).splitlines() == [
         "电子发票（增值税专用发票） 发票号码：25112000000012345678",
         "开票日期：2025年10月08日",
         "购 销",
