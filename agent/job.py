@@ -196,11 +196,12 @@ class AccountRun:
         directions = self.job.request.directions
         pages = [self.page] + [await self.context.new_page() for _ in directions[1:]]
         try:
-            return await run_together(*(self._list_into(page, d, feed) for page, d in zip(pages, directions, strict=True)))
+            shares = await run_together(*(self._list_into(page, d, feed) for page, d in zip(pages, directions, strict=True)))
         finally:
             feed.close()
-            for page in pages[1:]:
-                await page.close()
+        for page in pages[1:]:  # left open after a failure, for its screenshot (_keep_evidence)
+            await page.close()
+        return shares
 
     async def _list_into(self, page: Page, direction: Direction, feed: TaskFeed) -> DirectionShare:
         """List one direction, record it, and hand what is left to do to the downloads."""
