@@ -25,6 +25,7 @@ from reliakit import (
     verified_keys,
 )
 
+from agent.config import Settings
 from agent.errors import EXIT_INCOMPLETE, EXIT_OK
 from agent.ledger import EntryState
 from agent.records import Direction, FileFormat
@@ -161,15 +162,20 @@ def matrix_row(
     )
 
 
+def run_case(mock_portal: MockPortal, fast_settings: SettingsFactory, case: Case) -> tuple[Settings, RunResult, Audit]:
+    """One run of the agent under the case's settings and session expiry, and the archive's audit after it."""
+    settings = fast_settings(**case.settings)
+    with expire_sessions_after(mock_portal, case.expire_after):
+        result = run_agent(settings)
+    return settings, result, audit(mock_portal, settings)
+
+
 @pytest.mark.parametrize("case", [case.param() for case in CASES if case.kind != MIX])
 def test_fault_alone_loses_nothing(
     mock_portal: MockPortal, fast_settings: SettingsFactory, fault_matrix: Matrix, case: Case,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = fast_settings(**case.settings)
-    with expire_sessions_after(mock_portal, case.expire_after):
-        result = run_agent(settings)
-    checked = audit(mock_portal, settings)
+    _, result, checked = run_case(mock_portal, fast_settings, case)
     assert mock_portal.counters()["faults"].get(case.kind, 0) > 0, "the fault never struck"
     assert checked.unknown == []
     assert_end_state(mock_portal, case, result, checked, caplog.records)
@@ -181,10 +187,7 @@ def test_all_faults_at_once_lose_nothing_and_the_rerun_fetches_only_the_rest(
     mock_portal: MockPortal, fast_settings: SettingsFactory, fault_matrix: Matrix, case: Case,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = fast_settings(**case.settings)
-    with expire_sessions_after(mock_portal, case.expire_after):
-        result = run_agent(settings)
-    checked = audit(mock_portal, settings)
+    settings, result, checked = run_case(mock_portal, fast_settings, case)
     faults = mock_portal.counters()["faults"]
     assert sorted(faults) == sorted({spec["kind"] for spec in case.faults}), "some fault never struck"
     # the invoice the portal added after the listing page was served is the next run's business
