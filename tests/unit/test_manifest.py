@@ -12,34 +12,19 @@ from typing import Any
 
 import openpyxl
 import pytest
+from rowkit import COMPANY, make_row
 
 from agent.ledger import EntryKey, Ledger
 from agent.manifest import write_manifests
 from agent.records import Direction, FileFormat, InvoiceRow
 
-COMPANY = "91110108MA01ABCDEX"
 OTHER_COMPANY = "91110000000000000X"
 HEADER = [
     "发票代码", "发票号码", "数电发票号码", "销方识别号", "销方名称", "购方识别号", "购买方名称", "开票日期",
     "金额", "税额", "价税合计", "发票来源", "发票票种", "发票状态", "开票人",
     "方向", "格式", "状态", "文件", "sha256", "错误",
 ]  # fmt: skip
-DIGITAL = InvoiceRow(
-    direction=Direction.received,
-    number="25112000000012345678",
-    kind="82",
-    status="01",
-    source="2",
-    seller_tax_id="91110000600012345X",
-    seller_name="北京某某科技有限公司",
-    buyer_tax_id=COMPANY,
-    buyer_name="上海买方贸易有限公司",
-    issued_at=datetime(2025, 10, 8, 10, 17, 57),
-    amount=Decimal("1165.57"),
-    tax=Decimal("68.93"),
-    total=Decimal("1234.50"),
-    clerk="张三",
-)
+DIGITAL = make_row(source="2", clerk="张三")  # a 数电 invoice received
 PAPER = InvoiceRow(
     direction=Direction.issued,
     number="25110000000000000042",
