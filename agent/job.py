@@ -19,16 +19,15 @@ from datetime import date
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page
-from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, Field
 
 from agent import errors
 from agent.archive import Archive
-from agent.browser import BrowserSession, find_chromium, navigation_error
+from agent.browser import BrowserSession, find_chromium
 from agent.config import Account, Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, TaskFeed, Verifier
 from agent.flows.login import LoginInput, login
-from agent.flows.search import Listing, SearchQuery, search
+from agent.flows.search import Listing, SearchQuery, open_query_page, search
 from agent.human import make_captcha_solver, make_sms_source
 from agent.ledger import DONE_STATES, EntryKey, EntryState, Ledger, LedgerEntry
 from agent.manifest import write_manifests
@@ -113,16 +112,7 @@ class AccountRun:
     async def _open_portal(self, page: Page) -> None:
         async for attempt in retrying(self.settings, self.job.gate):
             with attempt:
-                url = self.profile.url(self.profile.paths.query_page)
-                try:
-                    response = await page.goto(url)
-                except PlaywrightError as exc:
-                    raise navigation_error(exc, url) from None
-                if response is not None and response.status >= 500:
-                    text = await response.text()
-                    if any(m in text for m in self.profile.messages.maintenance):
-                        raise errors.Maintenance("the portal shows its maintenance page (系统维护)")
-                    raise errors.PortalUnavailable(f"the portal answered HTTP {response.status}")
+                await open_query_page(page, self.profile)
 
     def _login_input(self) -> LoginInput:
         settings, interactive = self.settings, self.job.request.interactive
@@ -171,11 +161,13 @@ class AccountRun:
             direction=direction, date_from=request.date_from, date_to=request.date_to,
             kinds=request.kinds, statuses=request.statuses,
         )
+        reload = False
         while True:
             try:
-                return await search(page, self.profile, query, retry=lambda: retrying(self.settings, self.job.gate))
+                return await search(page, self.profile, query, lambda: retrying(self.settings, self.job.gate), reload)
             except errors.SessionLost:
                 await self.renew_session()
+                reload = True
 
     async def _archive(self) -> RunSummary:
         assert self.context is not None

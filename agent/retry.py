@@ -16,7 +16,6 @@ import time
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    before_sleep_log,
     retry_if_exception_type,
     wait_random_exponential,
 )
@@ -78,11 +77,17 @@ class _WaitPolicy:
         return seconds
 
 
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    seconds = state.next_action.sleep if state.next_action else 0.0
+    log.info("asking the portal again in %.1f s: %s", seconds, error)
+
+
 def retrying(settings: Settings, gate: Gate) -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception_type(PortalUnavailable),
         stop=_StopPolicy(settings.retries, settings.unavailable_wait),
         wait=_WaitPolicy(gate, settings.backoff_max),
-        before_sleep=before_sleep_log(log, logging.INFO),
+        before_sleep=_log_retry,
         reraise=True,
     )

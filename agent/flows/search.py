@@ -4,8 +4,8 @@ The real portal encrypts and signs its API calls, so the agent drives the page a
 as the page receives them, with the rendered table as a fallback. Ranges longer than the portal accepts are
 split, and so is a range of more than a few pages, so that every walk is short; every page is walked at the
 largest page size; rows are de-duplicated by number. A page whose query fails is asked for again (the
-caller's retry policy), the walk resuming at that page. If the rows collected do
-not add up to Total (rows shifted while paging), the range is walked once more; a mismatch that remains is
+caller's retry policy) on the query page loaded afresh, the walk resuming at that page. If the rows collected
+do not add up to Total (rows shifted while paging), the range is walked once more; a mismatch that remains is
 reported, never ignored.
 """
 
@@ -97,6 +97,44 @@ async def _fill_filters(page: Page, profile: PortalProfile, query: SearchQuery, 
     await page.fill(selectors.counterpart_name, query.counterpart_name)
 
 
+async def open_query_page(page: Page, profile: PortalProfile) -> None:
+    """Load the query page; the portal being down or under maintenance is said as such (retryable). Where it
+    lands is the caller's to judge: the login page, when the session is gone."""
+    url = profile.url(profile.paths.query_page)
+    try:
+        response = await page.goto(url)
+    except PlaywrightError as exc:
+        raise navigation_error(exc, url) from None
+    if response is not None and response.status >= 400:
+        _check_status(profile, response, await response.text())
+
+
+class _QueryForm:
+    """The query page's form, shared by the walks of one search. It is loaded afresh before it is filled when
+    it may not be what the last walk left: a failed query can leave the page on the maintenance page (the page
+    reloads itself on a 503), on an error, or on its way to the login page."""
+
+    def __init__(self, page: Page, profile: PortalProfile, stale: bool) -> None:
+        self.page, self.profile, self.stale = page, profile, stale
+
+    async def fill(self, query: SearchQuery, start: date, end: date) -> None:
+        if self.stale or not await self._shown(query.direction):
+            await self._reload(query.direction)
+        self.stale = False
+        await _fill_filters(self.page, self.profile, query, start, end)
+
+    async def _shown(self, direction: Direction) -> bool:
+        tab = self.page.locator(self.profile.query.direction_tab[direction])
+        return self.profile.paths.query_page in self.page.url and await tab.count() > 0
+
+    async def _reload(self, direction: Direction) -> None:
+        await open_query_page(self.page, self.profile)
+        if self.profile.paths.query_page not in self.page.url:
+            raise errors.SessionLost("the portal sent the query page to its login page")
+        if not await self._shown(direction):
+            raise errors.PortalChanged(f"the query page has no {direction} tab ({self.profile.query.direction_tab[direction]})")
+
+
 async def _read_table(page: Page, profile: PortalProfile, direction: Direction) -> QueryPage:
     """Fallback when the API body cannot be read: the rows and Total as the page rendered them."""
     selectors = profile.query
@@ -119,7 +157,7 @@ def _check_status(profile: PortalProfile, response: Response, text: str) -> None
     if response.status >= 500:
         if any(m in text for m in profile.messages.maintenance):
             raise errors.Maintenance("the portal is down for maintenance (系统维护)")
-        raise errors.PortalUnavailable(f"the query service answered HTTP {response.status}")
+        raise errors.PortalUnavailable(f"the portal answered HTTP {response.status}")
 
 
 async def _query(
@@ -169,14 +207,6 @@ async def _body_text(response: Response) -> str:
         return ""
 
 
-async def _open_query_page(page: Page, profile: PortalProfile) -> None:
-    url = profile.url(profile.paths.query_page)
-    try:
-        await page.goto(url)
-    except PlaywrightError as exc:
-        raise navigation_error(exc, url) from None
-
-
 async def _next_enabled(page: Page, profile: PortalProfile) -> bool:
     button = page.locator(profile.query.next_page)
     classes = await button.get_attribute("class") or ""
@@ -192,8 +222,9 @@ class _Walker:
     does not start it over. Every answer is checked to be for this range, so a page that reloaded and lost its
     filters never brings in another range's rows."""
 
-    def __init__(self, page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> None:
-        self.page, self.profile, self.query, self.start, self.end = page, profile, query, start, end
+    def __init__(self, form: _QueryForm, query: SearchQuery, start: date, end: date) -> None:
+        self.form, self.query, self.start, self.end = form, query, start, end
+        self.page, self.profile = form.page, form.profile
         self.rows: dict[str, InvoiceRow] = {}
         self.shown = 0  # the page number on screen; 0 when unknown (never queried, failed, reloaded)
 
@@ -206,12 +237,18 @@ class _Walker:
         raise AssertionError("unreachable: retrying re-raises the last error")
 
     async def _show(self, number: int) -> QueryPage:
-        if number > 1 and self.shown == number - 1:
-            return await self._step(number, lambda: _press(self.page.locator(self.profile.query.next_page)))
+        try:
+            if number > 1 and self.shown == number - 1:
+                return await self._step(number, lambda: _press(self.page.locator(self.profile.query.next_page)))
+            return await self._query_again(number)
+        except BaseException:
+            self.form.stale = True
+            raise
+
+    async def _query_again(self, number: int) -> QueryPage:
+        """Set the filters, query, and page on to `number`."""
         selectors = self.profile.query
-        if self.profile.paths.query_page not in self.page.url:
-            await _open_query_page(self.page, self.profile)
-        await _fill_filters(self.page, self.profile, self.query, self.start, self.end)
+        await self.form.fill(self.query, self.start, self.end)
         answer = await self._step(1, lambda: _press(self.page.locator(selectors.submit)))
         if answer.total > answer.page_size and answer.page_size != LARGEST_PAGE:
             answer = await self._step(1, lambda: self.page.select_option(selectors.page_size, str(LARGEST_PAGE)))
@@ -252,52 +289,56 @@ async def _walk_on(walker: _Walker, answer: QueryPage, retry: Retry | None) -> t
 
 
 async def _walk(
-    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+    form: _QueryForm, query: SearchQuery, start: date, end: date, retry: Retry | None
 ) -> tuple[dict[str, InvoiceRow], int]:
-    walker = _Walker(page, profile, query, start, end)
+    walker = _Walker(form, query, start, end)
     return await _walk_on(walker, await walker.fetch(1, retry), retry)
 
 
 async def _list_range(
-    page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date, retry: Retry | None
+    form: _QueryForm, query: SearchQuery, start: date, end: date, retry: Retry | None
 ) -> tuple[dict[str, InvoiceRow], int, list[str]]:
     """Rows, Total and count mismatches of one range. A range of many pages is listed in as many parts as its
     Total calls for (fewer queries than halving again and again), whose short walks are cheap to resume when
     a page fails; a part that still holds too many rows is cut again."""
-    walker = _Walker(page, profile, query, start, end)
+    walker = _Walker(form, query, start, end)
     first = await walker.fetch(1, retry)
     if first.total > LARGEST_PAGE * SPLIT_ABOVE_PAGES and start < end:
         parts = math.ceil(first.total / (LARGEST_PAGE * SPLIT_ABOVE_PAGES * PART_FILL))
         log.info("%s %s..%s has more than %d pages; listing it in %d parts", query.direction, start, end, SPLIT_ABOVE_PAGES, parts)
-        return await _list_each(page, profile, query, split_days(start, end, parts), retry)
+        return await _list_each(form, query, split_days(start, end, parts), retry)
     rows, total = await _walk_on(walker, first, retry)
     if len(rows) == total:
         return rows, total, []
     log.warning("%s %s..%s: collected %d rows, portal Total %d; walking again", query.direction, start, end, len(rows), total)
-    again, total = await _walk(page, profile, query, start, end, retry)
+    again, total = await _walk(form, query, start, end, retry)
     rows.update(again)
     mismatch = f"{query.direction} {start}..{end}: portal Total {total}, collected {len(again)}"
     return rows, total, [] if len(again) == total else [mismatch]
 
 
 async def _list_each(
-    page: Page, profile: PortalProfile, query: SearchQuery, ranges: list[tuple[date, date]], retry: Retry | None
+    form: _QueryForm, query: SearchQuery, ranges: list[tuple[date, date]], retry: Retry | None
 ) -> tuple[dict[str, InvoiceRow], int, list[str]]:
     """Rows, Total and count mismatches of consecutive ranges, listed one after another."""
     rows: dict[str, InvoiceRow] = {}
     total, mismatches = 0, []
     for part_start, part_end in ranges:
-        part_rows, part_total, part_mismatches = await _list_range(page, profile, query, part_start, part_end, retry)
+        part_rows, part_total, part_mismatches = await _list_range(form, query, part_start, part_end, retry)
         rows.update(part_rows)
         total += part_total
         mismatches += part_mismatches
     return rows, total, mismatches
 
 
-async def search(page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None) -> Listing:
-    """All rows of the query's period; the page must be on (or able to reach) the query page. With `retry`,
-    each page's query is retried under that policy, the walk resuming where it failed."""
+async def search(
+    page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None, reload: bool = False
+) -> Listing:
+    """All rows of the query's period; the page must be on (or able to reach) the query page, and is loaded
+    afresh first with `reload` (after a lost session: it may still be on its way to the login page). With
+    `retry`, each page's query is retried under that policy, the walk resuming where it failed."""
     ranges = split_range(query.date_from, query.date_to, profile.max_range_days)
-    rows, total, mismatches = await _list_each(page, profile, query, ranges, retry)
+    form = _QueryForm(page, profile, stale=reload)
+    rows, total, mismatches = await _list_each(form, query, ranges, retry)
     ordered = sorted(rows.values(), key=lambda row: (row.issued_at, row.number))
     return Listing(query=query, rows=ordered, portal_total=total, count_mismatches=mismatches)

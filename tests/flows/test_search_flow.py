@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 
 import pytest
 from agentkit import MONTH, SettingsFactory, run_async, run_job
+from playwright.async_api import Page, Route
 
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Settings
+from agent.errors import SessionLost
 from agent.flows.search import Listing, SearchQuery, search, split_range
 from agent.job import profile_for
+from agent.portal import PortalProfile
 from agent.records import Direction
+from agent.retry import Gate, retrying
+from fixtures.portal.pages import static_text
 from fixtures.pytest_plugin import MockPortal
 
+Prepare = Callable[[Page, PortalProfile], Awaitable[None]]
 
-def listing(settings: Settings, query: SearchQuery) -> Listing:
-    """Log in (through a job), then run the search flow on a page with the saved session."""
+
+async def nothing(page: Page, profile: PortalProfile) -> None:
+    pass
+
+
+def listing(settings: Settings, query: SearchQuery, prepare: Prepare = nothing) -> Listing:
+    """Log in (through a job), then run the search flow on a page with the saved session, once `prepare` has
+    left that page as a test wants it."""
     run_job(settings, login_only=True)
 
     async def go() -> Listing:
@@ -25,7 +38,9 @@ def listing(settings: Settings, query: SearchQuery) -> Listing:
             context = await browser.new_context("acct")
             page = await context.new_page()
             try:
-                return await search(page, profile_for(settings), query)
+                profile = profile_for(settings)
+                await prepare(page, profile)
+                return await search(page, profile, query, lambda: retrying(settings, Gate(settings.rate_limit)))
             finally:
                 await context.close()
 
@@ -107,3 +122,30 @@ def test_table_fallback_reads_the_same_rows_as_the_json(mock_portal: MockPortal,
 
     json_view, table_view = run_async(both())
     assert table_view == json_view
+
+
+async def left_on_the_maintenance_page(page: Page, profile: PortalProfile) -> None:
+    """The query page as a query answered 503 leaves it: reloaded into the maintenance page, at its own URL."""
+    url = profile.url(profile.paths.query_page)
+
+    async def maintenance(route: Route) -> None:
+        await route.fulfill(status=503, content_type="text/html; charset=utf-8", body=static_text("maintenance.html"))
+
+    await page.route(url, maintenance)
+    await page.goto(url)
+    await page.unroute(url, maintenance)
+
+
+@pytest.mark.mock_portal(invoices_per_month=25)
+def test_a_page_left_on_the_maintenance_page_is_loaded_afresh(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    result = listing(agent_settings(), october(Direction.received), left_on_the_maintenance_page)
+    assert {row.number for row in result.rows} == truth_numbers(mock_portal, Direction.received)
+
+
+@pytest.mark.mock_portal(invoices_per_month=25)
+def test_a_dead_session_is_said_at_once(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    async def session_dies(page: Page, profile: PortalProfile) -> None:
+        mock_portal.advance_clock(mock_portal.scenario()["portal"]["session_idle_seconds"] + 1)
+
+    with pytest.raises(SessionLost, match="login page"):  # not a timeout waiting for a form the page lacks
+        listing(agent_settings(), october(Direction.issued), session_dies)
