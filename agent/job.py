@@ -299,18 +299,16 @@ class Job:
 
     async def _run_accounts(self, accounts: list[tuple[str, Account]]) -> RunSummary:
         chromium = find_chromium(self.settings.browser_path)
-        # the verification workers start in a thread while Chromium launches: each takes a few tenths of a second
-        starting = asyncio.ensure_future(asyncio.to_thread(Verifier, self.settings.workers, self.settings.verify_qr))
+        self.verifier = Verifier(self.settings.workers, self.settings.verify_qr)
         try:
             async with BrowserSession(chromium, self.settings.state_dir, self.settings.headless, self.settings.insecure) as self.browser_session:
-                self.verifier = await starting
                 total = RunSummary()
                 for name, account in accounts:
                     summary = await AccountRun(self, name, account).run()
                     total = add_summaries(total, summary)
                 return total
         finally:
-            (await starting).close()
+            self.verifier.close()
 
     def record(self, outcome: Outcome) -> None:
         """Write one file's outcome to the ledger the moment it is known."""

@@ -77,19 +77,32 @@ def verify_bytes(data: bytes, row: InvoiceRow, fmt: FileFormat, check_qr: bool) 
 
 
 class Verifier:
-    """A process pool sized to the machine, started before the first file arrives."""
+    """A process pool sized to the machine. Its workers start with the first download (a run with nothing to
+    download never pays for them: on 2 cores their start slowed a rerun's listing by a tenth), in a thread, as
+    each takes a few tenths of a second to start and the event loop must go on meanwhile."""
 
     def __init__(self, workers: int, check_qr: bool) -> None:
         # forkserver: forking a process that runs threads (Playwright's, the mock's) is unsafe
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["agent.verify"])  # imported once, not once per worker
-        count = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(max_workers=count, mp_context=context)
+        self._count = workers or os.cpu_count() or 1
+        self._pool = ProcessPoolExecutor(max_workers=self._count, mp_context=context)
+        self._started: asyncio.Future[None] | None = None
         self.check_qr = check_qr
-        for _ in range(count):  # a worker starts per task submitted: start them all now, while the browser logs in
-            self._pool.submit(int)
+
+    def warm_up(self) -> None:
+        """Start every worker now, off the event loop (idempotent)."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(asyncio.to_thread(self._start_workers))
+
+    def _start_workers(self) -> None:
+        for started in [self._pool.submit(int) for _ in range(self._count)]:  # a worker starts per task submitted
+            started.result()
 
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
+        self.warm_up()
+        assert self._started is not None
+        await asyncio.shield(self._started)  # submitting while the workers start would block the event loop
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, verify_bytes, data, row, fmt, self.check_qr)
 
@@ -243,6 +256,7 @@ class Downloader:
 
     async def _attempt(self, task: DownloadTask, attempts: int, last_chance: bool) -> Outcome:
         """One download and check; a mismatching file is quarantined on its last chance, else raised."""
+        self.verifier.warm_up()  # while the first files are on their way
         data = await self.files.fetch(task.row, task.fmt)
         self._outages_in_a_row = 0
         try:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
 LARGEST_PAGE = max(PAGE_SIZES)
-SPLIT_ABOVE_PAGES = 5  # a range with more pages of rows is listed in parts (by 开票日期), down to single days
+SPLIT_ABOVE_PAGES = 10  # a range with more pages of rows is listed in parts (by 开票日期), down to single days
 PART_FILL = 0.8  # parts aim at 80 % of that: invoices are not spread evenly over the days, and a part too full is cut again
 
 

@@ -49,10 +49,14 @@ def maintenance_hits(portal: MockPortal) -> int:
     return int(portal.counters()["faults"].get("maintenance", 0))
 
 
+LISTING_PAGES = len(Direction)  # both directions list at once, each on its page
+
+
 def most_requests(seconds: float) -> float:
-    """Requests a polite agent may send to a portal under maintenance in `seconds`: each worker asks once per
-    `backoff_max`, plus the one it had in flight and one at the edge."""
-    return CONCURRENCY * (seconds / BACKOFF_MAX + 2)
+    """Requests a polite agent may send to a portal under maintenance in `seconds`: each download worker and
+    each listing page asks once per `backoff_max`, plus the one it had in flight and one at the edge; a
+    listing page also reloads itself once on its first 503."""
+    return (CONCURRENCY + LISTING_PAGES) * (seconds / BACKOFF_MAX + 2) + LISTING_PAGES
 
 
 @pytest.mark.mock_portal(MAINTENANCE, invoices_per_month=12, **QUICK_SMS)

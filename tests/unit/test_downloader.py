@@ -36,6 +36,9 @@ class ScriptedFiles:
 
 
 class BytesVerifier:
+    def warm_up(self) -> None:
+        pass
+
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
         if data == CUT:
             raise errors.FileCorrupt("cut short")
