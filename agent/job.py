@@ -28,6 +28,7 @@ from agent.config import Account, Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, TaskFeed, Verifier
 from agent.flows.login import LoginInput, login
 from agent.flows.search import Listing, SearchQuery, open_query_page, search
+from agent.flows.session import SharedSession
 from agent.human import make_captcha_solver, make_sms_source
 from agent.ledger import DONE_STATES, EntryKey, EntryState, Ledger, LedgerEntry
 from agent.manifest import write_manifests
@@ -71,9 +72,8 @@ class AccountRun:
     def __init__(self, job: Job, name: str, account: Account) -> None:
         self.job, self.name, self.account = job, name, account
         self.settings, self.profile = job.settings, job.profile
-        self.relogins = 0
-        self._renewing = asyncio.Lock()
-        self._session_generation = 0  # sessions started: tells a task whether someone renewed it meanwhile
+        # renewed on a page of its own, as the listing pages are busy
+        self.session = SharedSession(self._login_again, MAX_RELOGINS)
         self.context: BrowserContext | None = None
         self.page: Page | None = None
 
@@ -126,24 +126,6 @@ class AccountRun:
             interactive=interactive,
         )
 
-    async def renew_session(self) -> None:
-        """Log in again after the portal dropped the session. Every listing and download notices the loss:
-        the first to ask renews, on a page of its own (the others' pages are busy), and those asking
-        meanwhile wait and go on with the new session. Bounded, never a loop."""
-        seen = self._session_generation
-        async with self._renewing:
-            if self._session_generation != seen:
-                return
-            self.relogins += 1
-            if self.relogins > MAX_RELOGINS:
-                raise errors.SessionLost(
-                    f"the portal session keeps dying ({MAX_RELOGINS} re-logins this run); check that nobody else "
-                    "logs in with this account, then run again: the ledger resumes where this run stopped"
-                )
-            log.warning("portal session lost; logging in again (%d of %d)", self.relogins, MAX_RELOGINS)
-            await self._login_again()
-            self._session_generation += 1
-
     async def _login_again(self) -> None:
         assert self.context is not None
         await self.context.tracing.stop()  # a trace records what is typed: it must never hold a login
@@ -163,16 +145,17 @@ class AccountRun:
         )
         reload = False
         while True:
+            seen = self.session.generation
             try:
                 return await search(page, self.profile, query, lambda: retrying(self.settings, self.job.gate), reload)
             except errors.SessionLost:
-                await self.renew_session()
+                await self.session.renew(seen)
                 reload = True
 
     async def _archive(self) -> RunSummary:
         assert self.context is not None
         files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
-        downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.renew_session)
+        downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.session)
         feed = TaskFeed()
         shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
         keys, skipped, mismatches = set[EntryKey](), set[EntryKey](), list[str]()

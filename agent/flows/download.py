@@ -8,7 +8,7 @@ file is reported through `on_outcome`; the caller keeps the ledger.
 Per file: transient errors are retried by the policy in agent.retry; a corrupt or mismatching file is
 downloaded again, a bounded number of times, then failed (corrupt) or quarantined (mismatch); a file not
 ready yet is set aside and tried again at the end of the run, then reported pending. A dead session is
-renewed through `renew_session` (the caller renews once for all workers and bounds how often). Tasks
+renewed through the account's SharedSession (once for all workers, a bounded number of times). Tasks
 arrive through a TaskFeed, so downloads start while the rest of the month is still being listed.
 """
 
@@ -18,7 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from agent import errors
 from agent.archive import Archive
 from agent.config import Settings
+from agent.flows.session import SharedSession
 from agent.parsers.listing import classify_error_body
 from agent.portal import PortalProfile
 from agent.records import FileFormat, InvoiceRow
@@ -192,11 +193,11 @@ class Downloader:
         archive: Archive,
         settings: Settings,
         on_outcome: Callable[[Outcome], None],
-        renew_session: Callable[[], Awaitable[None]],
+        session: SharedSession,
     ) -> None:
         self.files, self.verifier, self.archive, self.settings = files, verifier, archive, settings
         self.on_outcome = on_outcome
-        self.renew_session = renew_session  # shared by every task of the account: it renews once for all
+        self.session = session  # shared by every task of the account: it renews once for all
         self._outages_in_a_row = 0
         self.not_ready: list[DownloadTask] = []
 
@@ -228,6 +229,7 @@ class Downloader:
         while True:
             attempts += 1
             last_chance = rejected + 1 >= self.settings.corrupt_retries
+            seen = self.session.generation
             try:
                 outcome = await self._attempt(task, attempts, last_chance)
             except errors.FileNotReady as exc:
@@ -237,7 +239,7 @@ class Downloader:
                     self.not_ready.append(task)
                     return
             except errors.SessionLost:
-                await self.renew_session()  # not the file's fault: it keeps its chances
+                await self.session.renew(seen)  # not the file's fault: it keeps its chances
                 continue
             except errors.FileRejected as exc:
                 rejected += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -14,22 +14,44 @@ from agent import errors
 from agent.archive import Archive
 from agent.config import Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, State, TaskFeed
+from agent.flows.session import SharedSession
 from agent.records import FileFormat, InvoiceRow
 
 GOOD, CUT, OTHER = b"%PDF- good", b"%PDF- cut", b"%PDF- another invoice"
 
 
+class LogIns:
+    """The account's log-in, counted; `done` is set once one has happened."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.count += 1
+        await asyncio.sleep(0)
+        self.done.set()
+
+
+class LostLate(Exception):
+    """An answer that comes back only after someone logged in again: a request sent on the old session."""
+
+
 class ScriptedFiles:
     """The portal's answers to each invoice's downloads, in order: bytes or an exception."""
 
-    def __init__(self, answers: dict[str, list[bytes | Exception]]) -> None:
+    def __init__(self, answers: dict[str, list[bytes | Exception]], log_ins: LogIns | None = None) -> None:
         self.answers = {number: list(script) for number, script in answers.items()}
+        self.log_ins = log_ins
         self.requests = 0
 
     async def fetch(self, row: InvoiceRow, fmt: FileFormat) -> bytes:
         self.requests += 1
         script = self.answers[row.number]
         answer = script.pop(0) if len(script) > 1 else script[0]  # the last answer repeats
+        if isinstance(answer, LostLate) and self.log_ins is not None:
+            await self.log_ins.done.wait()
+            raise errors.SessionLost("sent on the old session")
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -46,20 +68,19 @@ class BytesVerifier:
             raise errors.ContentMismatch("number: listing 1, file 2")
 
 
-class Renewals:
-    def __init__(self) -> None:
-        self.count = 0
+def downloader(
+    tmp_path: Path, files: ScriptedFiles, log_ins: LogIns, on_outcome: Callable[[Outcome], None], concurrency: int = 2
+) -> Downloader:
+    settings = Settings(out=tmp_path, concurrency=concurrency, not_ready_rounds=0, corrupt_retries=3)
+    session = SharedSession(log_ins, most_renewals=2)
+    return Downloader(files, BytesVerifier(), Archive(tmp_path), settings, on_outcome, session)  # type: ignore[arg-type]
 
-    async def __call__(self) -> None:
-        self.count += 1
 
-
-def run(tmp_path: Path, answers: dict[str, list[bytes | Exception]], feed: TaskFeed | None = None) -> tuple[list[Outcome], Renewals]:
-    archive, outcomes, renewals = Archive(tmp_path), list[Outcome](), Renewals()
-    settings = Settings(out=tmp_path, concurrency=2, not_ready_rounds=0, corrupt_retries=3)
-    downloader = Downloader(ScriptedFiles(answers), BytesVerifier(), archive, settings, outcomes.append, renewals)  # type: ignore[arg-type]
-    run_async(downloader.run(feed or TaskFeed(tasks(archive, answers), closed=True)))
-    return outcomes, renewals
+def run(tmp_path: Path, answers: dict[str, list[bytes | Exception]], feed: TaskFeed | None = None) -> tuple[list[Outcome], LogIns]:
+    outcomes, log_ins = list[Outcome](), LogIns()
+    files = ScriptedFiles(answers, log_ins)
+    run_async(downloader(tmp_path, files, log_ins, outcomes.append).run(feed or TaskFeed(tasks(Archive(tmp_path), answers), closed=True)))
+    return outcomes, log_ins
 
 
 def tasks(archive: Archive, numbers: Iterable[str]) -> list[DownloadTask]:
@@ -72,9 +93,9 @@ def tasks(archive: Archive, numbers: Iterable[str]) -> list[DownloadTask]:
 
 def test_a_lost_session_between_two_corrupt_downloads_costs_the_file_no_chance(tmp_path: Path) -> None:
     lost = errors.SessionLost("kicked out")
-    outcomes, renewals = run(tmp_path, {"1": [CUT, lost, CUT, GOOD]})
+    outcomes, log_ins = run(tmp_path, {"1": [CUT, lost, CUT, GOOD]})
     assert [(outcome.state, outcome.attempts) for outcome in outcomes] == [(State.verified, 4)]
-    assert renewals.count == 1
+    assert log_ins.count == 1
     assert outcomes[0].path is not None and outcomes[0].path.read_bytes() == GOOD
 
 
@@ -101,15 +122,25 @@ def test_tasks_fed_while_downloading_are_all_done_once(tmp_path: Path, workers_f
         feed.close()
 
     outcomes: list[Outcome] = []
-    settings = Settings(out=tmp_path, concurrency=3, not_ready_rounds=0)
     files = ScriptedFiles({number: [GOOD] for number in numbers})
-    downloader = Downloader(files, BytesVerifier(), archive, settings, outcomes.append, Renewals())  # type: ignore[arg-type]
+    pipeline = downloader(tmp_path, files, LogIns(), outcomes.append, concurrency=3)
 
     async def both() -> None:
         feed = TaskFeed()
-        work = [downloader.run(feed), feed_later(feed)]
+        work = [pipeline.run(feed), feed_later(feed)]
         await asyncio.gather(*(work if workers_first else reversed(work)))
 
     run_async(both())
     assert sorted(outcome.task.row.number for outcome in outcomes) == numbers
     assert {outcome.state for outcome in outcomes} == {State.verified} and files.requests == len(numbers)
+
+
+def test_a_request_sent_on_the_old_session_that_fails_after_the_renewal_does_not_log_in_again(tmp_path: Path) -> None:
+    outcomes, log_ins = run(tmp_path, {"1": [LostLate(), GOOD], "2": [errors.SessionLost("kicked out"), GOOD]})
+    assert sorted((outcome.task.row.number, outcome.state) for outcome in outcomes) == [("1", State.verified), ("2", State.verified)]
+    assert log_ins.count == 1
+
+
+def test_a_session_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
+    with pytest.raises(errors.SessionLost, match="keeps dying"):
+        run(tmp_path, {"1": [errors.SessionLost("kicked out")]})
