@@ -94,6 +94,10 @@ def test_get_many_reads_exactly_the_keys_that_exist_across_companies_and_query_c
     missing = {EntryKey.of(COMPANY, make_row("25112000009999999999"), FileFormat.pdf)}
     found = ledger.get_many(wanted | missing)
     assert sorted((entry.key for entry in found), key=repr) == sorted(wanted, key=repr)
+    ledger.mark_failed(run_id, key_of(rows[0]), "cut short")
+    states = ledger.states_of(wanted | missing)
+    assert states == {entry.key: entry.state for entry in ledger.get_many(wanted)}
+    assert states[key_of(rows[0])] is EntryState.failed and set(states.values()) == {EntryState.failed, EntryState.listed}
 
 
 
