@@ -282,7 +282,7 @@ class Job:
                     write_manifests(self.ledger, self.settings.out)
 
     async def _run_accounts(self, accounts: list[tuple[str, Account]]) -> RunSummary:
-        chromium = find_chromium(self.settings.browser_path)
+        chromium = find_chromium(self.settings.browser_path, self.settings.headless)
         self.verifier = Verifier(self.settings.workers, self.settings.verify_qr)
         try:
             async with BrowserSession(chromium, self.settings.state_dir, self.settings.headless, self.settings.insecure) as self.browser_session:
