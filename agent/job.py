@@ -35,7 +35,7 @@ from agent.ledger import DONE_STATES, EntryKey, EntryState, Ledger, LedgerEntry
 from agent.manifest import write_manifests
 from agent.portal import PortalProfile
 from agent.records import Direction, RunSummary
-from agent.retry import Gate, retrying
+from agent.retry import Gate, gave_up, retrying
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,8 @@ class AccountRun:
             except errors.SessionLost:
                 await self.session.renew(seen)
                 reload = True
+            except errors.PortalUnavailable as exc:  # each page was retried to its bound already
+                raise gave_up(exc, self.settings) from exc
 
     async def _archive(self) -> RunSummary:
         assert self.context is not None

@@ -77,6 +77,16 @@ class _WaitPolicy:
         return seconds
 
 
+def gave_up(error: PortalUnavailable, settings: Settings) -> PortalUnavailable:
+    """What a run stops with once retrying `error` is over: what it waited for, and that the ledger resumes."""
+    if isinstance(error, Maintenance):
+        return Maintenance(
+            f"the portal is still down for maintenance (系统维护) after waiting {settings.unavailable_wait:.0f} s "
+            "(unavailable_wait); stopping, the next run resumes"
+        )
+    return PortalUnavailable(f"the portal stays unavailable ({error}); stopping, the next run resumes")
+
+
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     seconds = state.next_action.sleep if state.next_action else 0.0

@@ -15,11 +15,12 @@ arrive through a TaskFeed, so downloads start while the rest of the month is sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,7 +36,7 @@ from agent.flows.session import SharedSession
 from agent.parsers.listing import classify_error_body
 from agent.portal import PortalProfile
 from agent.records import FileFormat, InvoiceRow
-from agent.retry import Gate, retrying
+from agent.retry import Gate, gave_up, retrying
 from agent.verify import check_other_format, check_pdf
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,9 @@ class Verifier:
             self._started = asyncio.ensure_future(asyncio.to_thread(self._start_workers))
 
     def _start_workers(self) -> None:
-        for started in [self._pool.submit(int) for _ in range(self._count)]:  # a worker starts per task submitted
-            started.result()
+        with contextlib.suppress(RuntimeError, CancelledError):  # closed meanwhile: the run is ending anyway
+            for started in [self._pool.submit(int) for _ in range(self._count)]:  # a worker starts per task submitted
+                started.result()
 
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
         self.warm_up()
@@ -293,11 +295,8 @@ class Downloader:
 
     def _outage(self, task: DownloadTask, error: errors.PortalUnavailable, attempts: int) -> Outcome:
         self._outages_in_a_row += 1
-        if isinstance(error, errors.Maintenance):  # portal-wide, and waited out to the bound already
-            raise errors.Maintenance(
-                f"the portal is still down for maintenance (系统维护) after waiting {self.settings.unavailable_wait:.0f} s "
-                "(unavailable_wait); stopping, the next run resumes"
-            )
-        if isinstance(error, errors.RateLimited) or self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
-            raise errors.PortalUnavailable(f"the portal stays unavailable ({error}); stopping, the next run resumes")
+        # maintenance and rate limits are portal-wide, and were waited out to their bound already
+        portal_wide = isinstance(error, (errors.Maintenance, errors.RateLimited))
+        if portal_wide or self._outages_in_a_row >= CONSECUTIVE_OUTAGES_TO_STOP:
+            raise gave_up(error, self.settings)
         return Outcome(task=task, state=State.failed, error=str(error), attempts=attempts)

@@ -190,6 +190,19 @@ def test_a_long_listing_with_failing_pages_resumes_and_lists_every_row(
     assert mock_portal.counters()["faults"]["server_error"] >= 3
 
 
+LISTING_DOWN = Scenario(name="listing down", faults=[FaultSpec(kind="server_error", target="query", rate=1.0)])
+
+
+@pytest.mark.mock_portal(LISTING_DOWN, invoices_per_month=12, **QUICK_SMS)
+def test_a_listing_that_keeps_failing_stops_with_exit_5_saying_the_next_run_resumes(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    result = run_agent(fast_settings(retries=2))
+    assert result.exit_code == EXIT_PORTAL_UNAVAILABLE
+    assert result.error is not None and "the portal stays unavailable" in result.error
+    assert result.error.endswith("stopping, the next run resumes")
+
+
 def test_unreachable_portal_is_exit_5_with_a_clear_message(mock_portal: MockPortal, fast_settings: SettingsFactory) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
