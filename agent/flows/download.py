@@ -92,10 +92,11 @@ class Verifier:
         self._started: asyncio.Future[None] | None = None
         self.check_qr = check_qr
 
-    def warm_up(self) -> None:
-        """Start every worker now, off the event loop (idempotent)."""
+    def warm_up(self) -> asyncio.Future[None]:
+        """Start every worker now, off the event loop, once; the future is done when they are up."""
         if self._started is None:
             self._started = asyncio.ensure_future(asyncio.to_thread(self._start_workers))
+        return self._started
 
     def _start_workers(self) -> None:
         with contextlib.suppress(RuntimeError, CancelledError):  # closed meanwhile: the run is ending anyway
@@ -103,9 +104,7 @@ class Verifier:
                 started.result()
 
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
-        self.warm_up()
-        assert self._started is not None
-        await asyncio.shield(self._started)  # submitting while the workers start would block the event loop
+        await asyncio.shield(self.warm_up())  # submitting while the workers start would block the event loop
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, verify_bytes, data, row, fmt, self.check_qr)
 
