@@ -9,11 +9,13 @@
     │   ├── AccountLocked            2023
     │   ├── NotLinked                2034
     │   ├── NotRegistered            2059
-    │   └── NoConfirmedRole          有效的角色为空
+    │   ├── NoConfirmedRole          有效的角色为空
+    │   └── AnswerNotUnderstood      a login answer in an unknown shape: the password is not sent again
     ├── NeedsPerson                  (exit 4)  captcha or SMS code needed and nobody is at the terminal
     ├── PortalUnavailable            (exit 5)  transient: down, maintenance, 5xx, timeouts, reset connections
     │   ├── RateLimited              429; carries `retry_after` seconds
-    │   └── Maintenance              系统维护 page
+    │   ├── Maintenance              系统维护 page
+    │   └── AntiBot                  412 challenge, a script, {"Y": false}: reload the page, then retry
     ├── SessionLost                  (exit 5)  expired or kicked out; the flows log in again once
     ├── QueryRefused                 (exit 2)  the portal refused the query (range too long, bad filter)
     ├── PortalChanged                (exit 1)  an answer in a shape the agent does not know: update portal.py
@@ -85,6 +87,13 @@ class NoConfirmedRole(LoginRefused):
     advice = "the person has no confirmed role for this company; confirm one at the tax bureau first"
 
 
+class AnswerNotUnderstood(LoginRefused):
+    """The login answer was in a shape the agent does not know: it stops, and never submits the password again
+    in this run, since it cannot tell whether the portal counted a wrong attempt."""
+
+    advice = "the portal's login answer was not understood; the password is not submitted again: run `fapiao login`"
+
+
 class NeedsPerson(FapiaoError):
     """A step needs a human and the run is non-interactive."""
 
@@ -105,6 +114,10 @@ class RateLimited(PortalUnavailable):
 
 class Maintenance(PortalUnavailable):
     pass
+
+
+class AntiBot(PortalUnavailable):
+    """The page's anti-bot script refused a request (412 challenge, a script, Y:false): reload the page, retry."""
 
 
 class SessionLost(FapiaoError):

@@ -92,6 +92,29 @@ class Messages(BaseModel):
     success_code: int = 1000
 
 
+class Signals(BaseModel):
+    """How an answer says that the session is gone, or that the page's anti-bot script wants the page reloaded
+    (portal-reference.md, "What the page does that a client outside it cannot"). agent.answers reads them."""
+
+    session_error_codes: tuple[str, ...] = ("204", "302")  # Response.Error.Code
+    session_error_families: tuple[str, ...] = ("AuthFailure",)  # Response.Error.Code "AuthFailure.*"
+    session_code_msgs: tuple[str, ...] = ("refresh", "N")  # Response.Data.CodeMsg
+    session_addresses: tuple[str, ...] = ("nonlogin", "请重新登录")  # in Response.Data.Address
+    login_page: tuple[str, ...] = ("统一社会信用代码/纳税人识别号", "个人用户密码", "tpass")  # an HTML answer that is the login page
+    challenge_status: int = 412  # an unsigned or stale request; on a file also a dead session
+    challenge_marks: tuple[str, ...] = ("<script", "eval(", "function(", "function (")  # a script challenge
+    script_min_length: int = 512  # a 200 whose body is a script this long (and no JSON) is a challenge
+    antibot_json: dict[str, object] = {"Code": 0, "Y": False}  # {"Code":0,"Y":false,"T":"..."}
+    busy: tuple[str, ...] = ("系统繁忙",)  # a busy page: transient
+
+
+# The first bytes of each file format; an answer without them is judged as an error page, or left to verification.
+FILE_MAGIC: dict[FileFormat, tuple[bytes, ...]] = {
+    FileFormat.pdf: (b"%PDF-",),
+    FileFormat.ofd: (b"PK\x03\x04",),
+    FileFormat.xml: (b"<?xml",),
+}
+
 # Login error codes -> name of the exception in agent.errors (resolved there, kept here as data).
 LOGIN_ERROR_CODES: dict[str, str] = {
     "2018": "WrongCompanyId",
@@ -174,6 +197,7 @@ class PortalProfile(BaseModel):
     query: QueryPage = QueryPage()
     paths: Paths = Paths()
     messages: Messages = Messages()
+    signals: Signals = Signals()
 
     def model_post_init(self, _context: object) -> None:
         self.portal_url = self.portal_url.rstrip("/")
