@@ -8,22 +8,13 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from fixtures.portal import drive
 from fixtures.pytest_plugin import MockPortal
 
 pytestmark = [pytest.mark.browser, pytest.mark.mock_portal(invoices_per_month=45)]
 
 QUERY_PAGE = re.compile(r".*/invoice-query/invoice-query$")
 TOAST = ".t-message.t-is-error"
-
-
-def drag_slider(page: Page) -> None:
-    handle = page.locator(".drag .handler").bounding_box()
-    track = page.locator(".drag").bounding_box()
-    assert handle is not None and track is not None
-    page.mouse.move(handle["x"] + 10, handle["y"] + 10)
-    page.mouse.down()
-    page.mouse.move(track["x"] + track["width"] + 30, handle["y"] + 12, steps=12)
-    page.mouse.up()
 
 
 def fill_account(
@@ -36,7 +27,7 @@ def fill_account(
     )
     page.fill('input[placeholder="居民身份证号码/手机号码/用户名"]', mobile)
     page.fill('input[placeholder="个人用户密码"]', password)
-    drag_slider(page)
+    drive.drag_slider(page)
     expect(page.locator(".drag .handler")).to_have_class(re.compile("handler_ok_bg"))
     page.click("button.login-btn")
 
@@ -55,15 +46,6 @@ def log_in(page: Page, portal: MockPortal, mobile: str = "13800000001") -> None:
     page.wait_for_url(QUERY_PAGE)
 
 
-def query(
-    page: Page, direction: str = "取得发票", start: str = "2025-10-01", end: str = "2025-10-31"
-) -> None:
-    page.click(f'.t-radio-button:has-text("{direction}")')
-    page.fill('input[placeholder="开票日期起"]', start)
-    page.fill('input[placeholder="开票日期止"]', end)
-    page.click("button.query-btn")
-
-
 def test_login_with_role_choice_then_query_and_download_a_pdf(page: Page, mock_portal: MockPortal) -> None:
     fill_account(page, mock_portal, "13800000002", company_index=1)
     expect(page.locator(".drag .drag_text")).to_have_text("请按住滑块，拖动到最右边")  # reset after use
@@ -73,7 +55,7 @@ def test_login_with_role_choice_then_query_and_download_a_pdf(page: Page, mock_p
     expect(page.locator(".role-item.is-selected")).to_have_text("财务负责人")
     page.click(".role-panel button.role-confirm")
     page.wait_for_url(QUERY_PAGE)
-    query(page)
+    drive.query(page)
     expect(page.locator(".t-pagination__total")).to_have_text("共 45 条")
     expect(page.locator(".t-table tbody tr.t-table__row")).to_have_count(20)
     headers = page.locator(".t-table thead th").all_inner_texts()
@@ -113,11 +95,11 @@ def test_first_login_confirmation_dialog(page: Page, mock_portal: MockPortal) ->
 
 def test_query_page_paging_and_messages(page: Page, mock_portal: MockPortal) -> None:
     log_in(page, mock_portal)
-    query(page, "开具发票", end="2025-11-01")
+    drive.query(page, "开具发票", end="2025-11-01")
     expect(page.locator(TOAST)).to_have_text("开票日期起止范围不能超过31天")
-    query(page, "开具发票")
+    drive.query(page, "开具发票")
     expect(page.locator("button.row-download").first).to_have_text("交付")
-    page.select_option("select.t-pagination__select", "10")
+    drive.set_page_size(page, 10)
     expect(page.locator(".t-table tbody tr.t-table__row")).to_have_count(10)
     next_page = page.locator(".t-pagination__btn-next")
     for _ in range(4):
@@ -132,7 +114,7 @@ def test_query_page_paging_and_messages(page: Page, mock_portal: MockPortal) -> 
 def test_expired_session_shows_a_toast_then_login(page: Page, mock_portal: MockPortal) -> None:
     log_in(page, mock_portal)
     mock_portal.advance_clock(1801)
-    query(page)
+    drive.query(page)
     expect(page.locator(TOAST)).to_have_text("会话已失效，请重新登录")
     page.wait_for_url(re.compile(r".*/#/login\?response_type=code.*"))
 
