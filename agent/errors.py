@@ -10,7 +10,9 @@
     │   ├── NotLinked                2034
     │   ├── NotRegistered            2059
     │   ├── NoConfirmedRole          有效的角色为空
-    │   └── AnswerNotUnderstood      a login answer in an unknown shape: the password is not sent again
+    │   ├── AnswerNotUnderstood      a login answer in an unknown shape: the password is not sent again
+    │   ├── ForeignLoginHost         the portal address led to a host not configured: nothing typed there
+    │   └── RefusalRemembered        an earlier run was refused: an unattended run makes no attempt
     ├── NeedsPerson                  (exit 4)  captcha or SMS code needed and nobody is at the terminal
     ├── PortalUnavailable            (exit 5)  transient: down, maintenance, 5xx, timeouts, reset connections
     │   ├── RateLimited              429; carries `retry_after` seconds
@@ -92,6 +94,29 @@ class AnswerNotUnderstood(LoginRefused):
     in this run, since it cannot tell whether the portal counted a wrong attempt."""
 
     advice = "the portal's login answer was not understood; the password is not submitted again: run `fapiao login`"
+
+
+class ForeignLoginHost(LoginRefused):
+    """The page that would take a credential is on a host that is neither portal_url's nor sso_url's: nothing is
+    typed there (a mistyped or hijacked address, a captive portal, a proxy's page)."""
+
+    def __init__(self, origin: str, allowed: list[str]) -> None:
+        self.origin = origin
+        self.portal_message, self.code = "", ""
+        FapiaoError.__init__(
+            self,
+            f"the portal address led to {origin}, which is not a configured portal or login host "
+            f"({', '.join(allowed)}); nothing was typed there. If {origin} is your province's login page, "
+            "set sso_url to it; otherwise check portal_url and the network (proxy, captive portal)",
+        )
+
+
+class RefusalRemembered(LoginRefused):
+    """An earlier run's login was refused with these same credentials: an unattended run makes no attempt."""
+
+    def __init__(self, message: str) -> None:
+        self.portal_message, self.code = "", ""
+        FapiaoError.__init__(self, message)
 
 
 class NeedsPerson(FapiaoError):
