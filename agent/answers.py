@@ -44,8 +44,9 @@ from agent.browser import TLS_ERROR_MARKS, navigation_error
 from agent.portal import FILE_MAGIC, LOGIN_ERROR_CODES, Messages, Signals
 from agent.records import FileFormat
 
-JSON: Literal["json"] = "json"
-Expected = Literal["json"] | FileFormat
+JSON: Literal["json"] = "json"  # a dppt API answer
+PAGE: Literal["page"] = "page"  # a page load (HTML): only a failing status is judged
+Expected = Literal["json", "page"] | FileFormat
 
 MESSAGES = Messages()
 SIGNALS = Signals()
@@ -64,6 +65,8 @@ def judge(
     _check_status(status, headers, body, url, expected, hosts)
     if expected == JSON:
         return _json_answer(status, body)
+    if expected == PAGE:
+        return _page_answer(status, body)
     assert isinstance(expected, FileFormat)
     return _file_answer(status, headers, body, expected)
 
@@ -106,7 +109,12 @@ def _check_redirect(location: str, hosts: frozenset[str]) -> None:
 
 
 def _what(expected: Expected) -> str:
-    return "a query" if expected == JSON else f"a {expected.value.upper()} download"
+    if expected == JSON:
+        return "a query"
+    if expected == PAGE:
+        return "a page load"
+    assert isinstance(expected, FileFormat)
+    return f"a {expected.value.upper()} download"
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -220,6 +228,13 @@ def _status_error(status: int, text: str) -> errors.FapiaoError:
 
 def _says(message: str, patterns: tuple[str, ...]) -> bool:
     return any(pattern in message for pattern in patterns)
+
+
+def _page_answer(status: int, body: bytes) -> bytes:
+    """A page load: its HTML when the status is a success, else what the page or the status says."""
+    if status < 400:
+        return body
+    raise _page_error(body) or _status_error(status, _html_text(body))
 
 
 # -- files

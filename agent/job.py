@@ -12,6 +12,7 @@ other is still being listed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -142,13 +143,14 @@ class AccountRun:
         request = self.job.request
         query = SearchQuery(
             direction=direction, date_from=request.date_from, date_to=request.date_to,
-            kinds=request.kinds, statuses=request.statuses,
+            kinds=request.kinds, statuses=request.statuses, company_id=self.account.company_id,
         )
         reload = False
         while True:
             seen = self.session.generation
             try:
-                return await search(page, self.profile, query, lambda: retrying(self.settings, self.job.gate), reload)
+                policy = functools.partial(retrying, self.settings, self.job.gate)
+                return await search(page, self.profile, query, policy, reload, pace=self.job.gate.wait)
             except errors.SessionLost:
                 await self.session.renew(seen)
                 reload = True

@@ -41,10 +41,20 @@ class QueryPage(BaseModel):
         Direction.issued: '.t-radio-button:has-text("开具发票")',
         Direction.received: '.t-radio-button:has-text("取得发票")',
     }
-    date_from: str = 'input[placeholder="开票日期起"]'
+    date_from: str = 'input[placeholder="开票日期起"]'  # readonly: set by the date-range picker
     date_to: str = 'input[placeholder="开票日期止"]'
-    kinds: str = 'select[name="FplxDm"]'
-    statuses: str = 'select[name="FpztDm"]'
+    date_panel: str = "div.t-date-range-picker__panel"  # one month, opened by a click on either input
+    date_title: str = "div.t-date-range-picker__panel .t-date-picker__header-title"  # "YYYY-MM"
+    date_move: str = "div.t-date-range-picker__panel .t-date-picker__header-btn--{move}"  # prev/next(-year)
+    date_cell: str = 'div.t-date-range-picker__panel td.t-date-picker__cell[data-date="{day}"]'  # 1st start, 2nd end
+    kinds_field: str = "FplxDm"  # popup multi-selects: nothing selected = all
+    statuses_field: str = "FpztDm"
+    page_size_field: str = "PageSize"
+    select: str = 'div.t-select[data-field="{field}"]'  # a click opens its popup, another closes it
+    select_empty: str = ".t-select__placeholder"  # shown inside a select with nothing selected
+    popup_option: str = 'div.t-popup[data-field="{field}"] li.t-select-option'
+    option_value: str = "data-value"
+    selected_class: str = "t-is-selected"
     number: str = 'input[placeholder="发票号码"]'
     counterpart_id: str = 'input[placeholder="对方纳税人识别号"]'
     counterpart_name: str = 'input[placeholder="对方纳税人名称"]'
@@ -55,7 +65,7 @@ class QueryPage(BaseModel):
     empty: str = ".t-table__empty"
     empty_text: str = "暂无数据"
     total: str = ".t-pagination__total"  # "共 N 条"
-    page_size: str = "select.t-pagination__select"
+    page_size: str = "div.t-pagination__select"  # "20 条/页"; its popup re-queries at page 1 when picked
     next_page: str = ".t-pagination__btn-next"
     page_numbers: str = ".t-pagination__pager .t-pagination__number"  # 1 … 4 5 [6] 7 8 … 50
     disabled_class: str = "t-is-disabled"

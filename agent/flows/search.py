@@ -1,7 +1,10 @@
 """Search the 全量发票查询 page and collect every row of a period, checked against the portal's own Total.
 
-The real portal encrypts and signs its API calls, so the agent drives the page and reads the JSON responses
-as the page receives them, with the rendered table as a fallback. Ranges longer than the portal accepts are
+The real portal encrypts and signs its API calls, so the agent drives the page (its widgets as a person does,
+agent.flows.widgets) and reads the JSON answers as the page receives them, judged by agent.answers, with the
+rendered table as a fallback. What the page sent is never read (on the real portal it is encrypted): each
+answer is checked instead to be for the query asked, by what it holds: every row's 开票日期 inside the range,
+every row of the asked direction by the company's own tax id, and the same Total on every page of a walk. Ranges longer than the portal accepts are
 split, and so is a range of more than a few pages, so that every walk is short; every page is walked at the
 largest page size; rows are de-duplicated by number. A page whose query fails is asked for again (the
 caller's retry policy) on the query page loaded afresh, the walk resuming at that page. If the rows collected
@@ -19,15 +22,15 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page, Response
-from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import Page, Response
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying
 
-from agent import errors
+from agent import answers, errors
 from agent.browser import navigation_error
+from agent.flows.widgets import pick_dates, pick_options, pick_page_size, press
 from agent.parsers.listing import QueryPage, parse_query_response, parse_table
-from agent.portal import DIRECTION_CODE, PAGE_SIZES, PortalProfile
+from agent.portal import PAGE_SIZES, PortalProfile
 from agent.records import Direction, InvoiceRow
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ PART_FILL = 0.8  # parts aim at 80 % of that: invoices are not spread evenly ove
 
 class SearchQuery(BaseModel):
     direction: Direction
+    company_id: str = ""  # the company's own tax id: seller of every issued row, buyer of every received one
     date_from: date
     date_to: date
     kinds: list[str] = Field(default_factory=list)  # FplxDm codes; empty = all
@@ -76,22 +80,12 @@ def split_range(start: date, end: date, max_days: int) -> list[tuple[date, date]
     return chunks
 
 
-async def _press(target: Locator) -> None:
-    """Click as the page's own handlers see it (a click event on the element), without Playwright's
-    actionability waits: they count animation frames, which Chromium gives the page in the background (the
-    other direction's, listed at once) about once a second, and they scroll and aim the mouse, which costs a
-    third of the listing's time. What those waits guard against is checked instead: the pager's next button
-    is enabled, and every click must bring the query answer it is for, or it is asked again."""
-    await target.dispatch_event("click")
-
-
 async def _fill_filters(page: Page, profile: PortalProfile, query: SearchQuery, start: date, end: date) -> None:
     selectors = profile.query
-    await _press(page.locator(selectors.direction_tab[query.direction]))
-    await page.fill(selectors.date_from, start.isoformat())
-    await page.fill(selectors.date_to, end.isoformat())
-    await page.select_option(selectors.kinds, query.kinds)
-    await page.select_option(selectors.statuses, query.statuses)
+    await press(page.locator(selectors.direction_tab[query.direction]))
+    await pick_dates(page, profile, start, end)
+    await pick_options(page, profile, selectors.kinds_field, query.kinds)
+    await pick_options(page, profile, selectors.statuses_field, query.statuses)
     await page.fill(selectors.number, query.number)
     await page.fill(selectors.counterpart_id, query.counterpart_id)
     await page.fill(selectors.counterpart_name, query.counterpart_name)
@@ -106,7 +100,14 @@ async def open_query_page(page: Page, profile: PortalProfile) -> None:
     except PlaywrightError as exc:
         raise navigation_error(exc, url) from None
     if response is not None and response.status >= 400:
-        _check_status(profile, response, await response.text())
+        answers.judge(response.status, response.headers, await _body(response), url, answers.PAGE)
+
+
+Pace = Callable[[], Awaitable[None]]  # waits for the politeness gate before a query (agent.retry.Gate.wait)
+
+
+async def _no_pause() -> None:
+    pass
 
 
 class _QueryForm:
@@ -114,8 +115,8 @@ class _QueryForm:
     it may not be what the last walk left: a failed query can leave the page on the maintenance page (the page
     reloads itself on a 503), on an error, or on its way to the login page."""
 
-    def __init__(self, page: Page, profile: PortalProfile, stale: bool) -> None:
-        self.page, self.profile, self.stale = page, profile, stale
+    def __init__(self, page: Page, profile: PortalProfile, stale: bool, pace: Pace) -> None:
+        self.page, self.profile, self.stale, self.pace = page, profile, stale, pace
 
     async def fill(self, query: SearchQuery, start: date, end: date) -> None:
         if self.stale or not await self._shown(query.direction):
@@ -150,61 +151,53 @@ async def _read_table(page: Page, profile: PortalProfile, direction: Direction) 
     return QueryPage(page_number=0, page_size=len(rows), total=total, rows=rows)
 
 
-def _check_status(profile: PortalProfile, response: Response, text: str) -> None:
-    if response.status == 429:
-        retry_after = response.headers.get("retry-after")
-        raise errors.RateLimited("the portal is rate limiting queries", float(retry_after) if retry_after else None)
-    if response.status >= 500:
-        if any(m in text for m in profile.messages.maintenance):
-            raise errors.Maintenance("the portal is down for maintenance (系统维护)")
-        raise errors.PortalUnavailable(f"the portal answered HTTP {response.status}")
-
-
-async def _query(
-    page: Page, profile: PortalProfile, direction: Direction, action: Callable[[], Awaitable[object]],
-    period: tuple[date, date] | None = None,
-) -> QueryPage:
-    """Run a page action that queries, and return the page of rows the portal answered with (for `period`,
-    when given: an answer to a query the page sent with other dates or direction is refused)."""
-    try:
+async def _query(page: Page, profile: PortalProfile, direction: Direction, action: Callable[[], Awaitable[object]], pace: Pace = _no_pause) -> QueryPage:
+    """Run a page action that queries, and return the page of rows the portal answered with, as judged by
+    agent.answers (a session gone, an anti-bot answer, an outage are raised as such)."""
+    await pace()
+    with answers.playwright_errors("the query page"):
         async with page.expect_response(
             lambda r: profile.paths.query_api in r.url and r.request.method == "POST", timeout=RESPONSE_TIMEOUT_MS
         ) as info:
             await action()
         response = await info.value
-    except PlaywrightTimeout as exc:
-        raise errors.PortalUnavailable("the query page did not answer in time") from exc
-    if period is not None:
-        _check_sent(response, direction, period)
-    text = await _body_text(response)
-    _check_status(profile, response, text)
+    body = await _body(response)
+    answers.api_json(response.status, response.headers, body, response.url)
     try:
-        return parse_query_response(text, direction)
+        return parse_query_response(body.decode("utf-8", "replace"), direction)
     except ValueError:
         log.info("query response not readable as JSON; reading the rendered table instead")
         return await _read_table(page, profile, direction)
 
 
-def _check_sent(response: Response, direction: Direction, period: tuple[date, date]) -> None:
-    """The page sends what its form holds; a form reset by a reload sends its default dates instead."""
+async def _body(response: Response) -> bytes:
+    """The answer's bytes; none when the page navigated away first (it reloads on a 503 page, and a redirect
+    has no body), which leaves the status to say what happened."""
     try:
-        sent = response.request.post_data_json or {}
-    except ValueError:
-        sent = {}
-    wanted = {"Gjbq": DIRECTION_CODE[direction], "Kprqq": period[0].isoformat(), "Kprqz": period[1].isoformat()}
-    if any(str(sent.get(key, "")) != value for key, value in wanted.items()):
-        raise errors.PortalUnavailable(f"the query page sent another query than asked ({sent}); asking again")
+        return await response.body()
+    except PlaywrightError:
+        return b""
 
 
-async def _body_text(response: Response) -> str:
-    """The answer's text; "" when the page navigated away first (it reloads on a 503 page), which leaves the
-    status to say what happened."""
-    try:
-        return await response.text()
-    except PlaywrightError as exc:
-        if response.status < 400:
-            raise errors.PortalUnavailable("the query answer was lost: the page navigated away") from exc
-        return ""
+def check_answer(answer: QueryPage, query: SearchQuery, start: date, end: date, total: int | None) -> None:
+    """The answer is for this query: rows inside [start, end], of the asked direction by the company's own tax
+    id, and (when `total` is the Total of the walk's first page) the same Total. Else it is asked for again."""
+    outside = [row for row in answer.rows if not start <= row.issued_at.date() <= end]
+    if outside:
+        row = outside[0]
+        raise errors.PortalUnavailable(
+            f"the portal answered rows outside {start}..{end} (e.g. {row.number} of {row.issued_at:%Y-%m-%d}): "
+            "an answer to another query; asking again"
+        )
+    own = "seller_tax_id" if query.direction is Direction.issued else "buyer_tax_id"
+    others = [row for row in answer.rows if query.company_id and getattr(row, own) != query.company_id]
+    if others:
+        raise errors.PortalUnavailable(
+            f"the portal answered {query.direction} rows whose {own} is not {query.company_id} "
+            f"(e.g. {others[0].number}): an answer to another query; asking again"
+        )
+    if total is not None and answer.total != total:
+        raise errors.PortalUnavailable(f"the portal's Total changed from {total} to {answer.total} while paging; asking again")
 
 
 async def _next_enabled(page: Page, profile: PortalProfile) -> bool:
@@ -219,14 +212,16 @@ Retry = Callable[[], AsyncRetrying]  # a fresh retry policy for each page (agent
 class _Walker:
     """Pages through one range. A page whose query fails is asked for again under the retry policy, resuming
     where the walk was: the filters are set again and the pager jumps back, so a failure late in a long listing
-    does not start it over. Every answer is checked to be for this range, so a page that reloaded and lost its
-    filters never brings in another range's rows."""
+    does not start it over. Every answer is checked to be for this query (check_answer), so a page that
+    reloaded and lost its filters never brings in another range's rows, and a Total that moves while paging
+    (rows added or removed meanwhile) starts the walk's pages again from the first."""
 
     def __init__(self, form: _QueryForm, query: SearchQuery, start: date, end: date) -> None:
         self.form, self.query, self.start, self.end = form, query, start, end
         self.page, self.profile = form.page, form.profile
         self.rows: dict[str, InvoiceRow] = {}
         self.shown = 0  # the page number on screen; 0 when unknown (never queried, failed, reloaded)
+        self.total: int | None = None  # the Total of the walk's last first page
 
     async def fetch(self, number: int, retry: Retry | None) -> QueryPage:
         if retry is None:
@@ -239,7 +234,7 @@ class _Walker:
     async def _show(self, number: int) -> QueryPage:
         try:
             if number > 1 and self.shown == number - 1:
-                return await self._step(number, lambda: _press(self.page.locator(self.profile.query.next_page)))
+                return await self._step(number, lambda: press(self.page.locator(self.profile.query.next_page)))
             return await self._query_again(number)
         except BaseException:
             self.form.stale = True
@@ -249,16 +244,16 @@ class _Walker:
         """Set the filters, query, and page on to `number`."""
         selectors = self.profile.query
         await self.form.fill(self.query, self.start, self.end)
-        answer = await self._step(1, lambda: _press(self.page.locator(selectors.submit)))
+        answer = await self._step(1, lambda: press(self.page.locator(selectors.submit)))
         if answer.total > answer.page_size and answer.page_size != LARGEST_PAGE:
-            answer = await self._step(1, lambda: self.page.select_option(selectors.page_size, str(LARGEST_PAGE)))
+            answer = await self._step(1, lambda: pick_page_size(self.page, self.profile, LARGEST_PAGE))
         while self.shown < number:
             answer = await self._jump(await self._nearest_page_number(number))
         return answer
 
     async def _jump(self, target: int) -> QueryPage:
         number = self.page.locator(self.profile.query.page_numbers).filter(has_text=re.compile(rf"^{target}$"))
-        return await self._step(target, lambda: _press(number.first))
+        return await self._step(target, lambda: press(number.first))
 
     async def _nearest_page_number(self, number: int) -> int:
         """The furthest page number the pager shows on the way to `number` (it shows the current one ± 2)."""
@@ -270,10 +265,14 @@ class _Walker:
         return max(ahead)
 
     async def _step(self, number: int, action: Callable[[], Awaitable[object]]) -> QueryPage:
+        """One query of page `number`; a first page sets the Total every later page of the walk must show."""
         self.shown = 0  # unknown until the answer is in
-        answer = await _query(self.page, self.profile, self.query.direction, action, (self.start, self.end))
+        answer = await _query(self.page, self.profile, self.query.direction, action, self.form.pace)
+        check_answer(answer, self.query, self.start, self.end, self.total if number > 1 else None)
         self.rows.update((row.number, row) for row in answer.rows)
         self.shown = number
+        if number == 1:
+            self.total = answer.total
         return answer
 
 
@@ -332,13 +331,15 @@ async def _list_each(
 
 
 async def search(
-    page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None, reload: bool = False
+    page: Page, profile: PortalProfile, query: SearchQuery, retry: Retry | None = None, reload: bool = False,
+    pace: Pace = _no_pause,
 ) -> Listing:
     """All rows of the query's period; the page must be on (or able to reach) the query page, and is loaded
     afresh first with `reload` (after a lost session: it may still be on its way to the login page). With
-    `retry`, each page's query is retried under that policy, the walk resuming where it failed."""
+    `retry`, each page's query is retried under that policy, the walk resuming where it failed; `pace` is
+    awaited before each query (the politeness gate)."""
     ranges = split_range(query.date_from, query.date_to, profile.max_range_days)
-    form = _QueryForm(page, profile, stale=reload)
+    form = _QueryForm(page, profile, stale=reload, pace=pace)
     rows, total, mismatches = await _list_each(form, query, ranges, retry)
     ordered = sorted(rows.values(), key=lambda row: (row.issued_at, row.number))
     return Listing(query=query, rows=ordered, portal_total=total, count_mismatches=mismatches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from agentkit import MONTH, SettingsFactory, run_async, run_job
@@ -40,7 +41,9 @@ def listing(settings: Settings, query: SearchQuery, prepare: Prepare = nothing) 
             try:
                 profile = profile_for(settings)
                 await prepare(page, profile)
-                return await search(page, profile, query, lambda: retrying(settings, Gate(settings.rate_limit)))
+                company = settings.accounts["acct"].company_id
+                own = query.model_copy(update={"company_id": query.company_id or company})
+                return await search(page, profile, own, lambda: retrying(settings, Gate(settings.rate_limit)))
             finally:
                 await context.close()
 
@@ -149,3 +152,65 @@ def test_a_dead_session_is_said_at_once(mock_portal: MockPortal, agent_settings:
 
     with pytest.raises(SessionLost, match="login page"):  # not a timeout waiting for a form the page lacks
         listing(agent_settings(), october(Direction.issued), session_dies)
+
+
+def tamper_once(change: Callable[[dict[str, Any]], None], page_number: int = 1) -> Prepare:
+    """The first query answer for page `page_number` reaches the page changed by `change`, as an answer to
+    another query would (the real page's requests are encrypted: only the answer can be checked)."""
+
+    async def prepare(page: Page, profile: PortalProfile) -> None:
+        done: list[bool] = []
+
+        async def once(route: Route) -> None:
+            response = await route.fetch()
+            answer = await response.json()
+            data = answer["Response"].get("Data") or {}
+            if not done and data.get("PageNumber") == page_number and data.get("List"):
+                done.append(True)
+                change(data)
+            await route.fulfill(response=response, json=answer)
+
+        await page.route(f"**{profile.paths.query_api}*", once)
+
+    return prepare
+
+
+def _dated_elsewhere(data: dict[str, Any]) -> None:
+    data["List"][0]["Kprq"] = "2025-09-30 23:59:59"
+
+
+def _other_direction(data: dict[str, Any]) -> None:
+    row = data["List"][0]
+    row["Xsfnsrsbh"], row["Gmfnsrsbh"] = row["Gmfnsrsbh"], row["Xsfnsrsbh"]
+
+
+def _total_moved(data: dict[str, Any]) -> None:
+    data["Total"] += 1
+
+
+@pytest.mark.parametrize(
+    ("change", "page_number", "says"),
+    [
+        (_dated_elsewhere, 1, "rows outside 2025-10-01..2025-10-31"),
+        (_other_direction, 1, "buyer_tax_id is not"),
+        (_total_moved, 2, "Total changed from 230 to 231"),
+    ],
+)
+@pytest.mark.mock_portal(invoices_per_month=230)
+def test_an_answer_to_another_query_is_asked_again(
+    mock_portal: MockPortal, agent_settings: SettingsFactory, caplog: pytest.LogCaptureFixture,
+    change: Callable[[dict[str, Any]], None], page_number: int, says: str,
+) -> None:
+    found = listing(agent_settings(), october(Direction.received), tamper_once(change, page_number))
+    assert {row.number for row in found.rows} == truth_numbers(mock_portal, Direction.received)
+    assert found.portal_total == 230 and not found.count_mismatches
+    assert any(says in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.mock_portal(invoices_per_month=60)
+def test_kind_and_status_filters_are_picked_in_their_popups(mock_portal: MockPortal, agent_settings: SettingsFactory) -> None:
+    kinds = ["81", "82"]
+    found = listing(agent_settings(), october(Direction.issued, kinds=kinds, statuses=["01"]))
+    expected = truth_numbers(mock_portal, Direction.issued, lambda i: i["FplxDm"] in kinds and i["FpztDm"] == "01")
+    assert {row.number for row in found.rows} == expected
+    assert 0 < len(expected) < 60
