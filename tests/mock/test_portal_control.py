@@ -118,11 +118,18 @@ def test_every_preset_loads() -> None:
         "flaky",
         "hostile",
         "maintenance",
+        "password_roles",
+        "renamed",
         "session",
         "shifting",
+        "sphandler",
     ]
     assert load_scenario("big").portal.invoices_per_month == 2000
     assert load_scenario("captcha").portal.captcha is True
+    assert load_scenario("password_roles").portal.login_variant == "password_roles"
+    renamed = load_scenario("renamed").portal
+    assert (renamed.login_variant, renamed.entry) == ("renamed", "sphandler")
+    assert load_scenario("sphandler").portal.entry == "sphandler"
     assert {fault.kind for fault in load_scenario("hostile").faults} == {
         "html_as_pdf", "wrong_bytes", "format_swap", "truncated_pdf", "drop_connection"
     }  # fmt: skip
