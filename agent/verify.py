@@ -4,6 +4,10 @@ Two verdicts for a bad file, because the next step differs: FileCorrupt (not a P
 HTML page or a PDF served for an OFD/XML request) means download again; ContentMismatch (a good file whose
 number, date, parties or figures differ from the listing, or that contradicts itself) means quarantine.
 `verify_file` is the I/O edge for `fapiao verify`; the other functions take bytes.
+
+Each kind is judged on what it prints (`PRINTED`): a rail e-ticket has a 票价 but no seller block and no amount
+before tax, so those are not "missing". The QR code's amount is held to the 价税合计 on a fully digital invoice
+and to the amount before tax on a legacy one, as the payload's shape says; an empty QR check field is no problem.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from agent.parsers.qr import QrPayload, parse_qr_payload
 from agent.records import FileFormat, FileStatus, InvoiceFields, InvoiceRow, Verdict
 
 SUFFIX_FORMATS = {".pdf": FileFormat.pdf, ".ofd": FileFormat.ofd, ".xml": FileFormat.xml}
+# What a kind prints, by FplxDm, where it differs from an ordinary invoice (number, date, amount before tax,
+# total, seller's tax id; plus the 发票代码 of a legacy one). Fields a kind does not print are never required.
+ORDINARY_PRINTS = ("number", "date", "amount", "total", "seller_tax_id")
+PRINTED: dict[str, tuple[str, ...]] = {
+    "51": ("number", "date", "total"),  # 铁路电子客票: 票价 only, no seller block
+    "61": ("number", "date"),  # 航空运输电子客票行程单: its own table (no sample of ours yet): identity only
+}
 _NUMBER_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -64,11 +75,19 @@ def _qr_problems(fields: InvoiceFields) -> list[str]:
     problems = []
     if fields.number is not None and _qr_identity(payload) != (fields.code or "") + fields.number:
         problems.append(f"qr number: file {fields.code or ''}{fields.number}, qr {_qr_identity(payload)}")
-    if fields.amount is not None and payload.amount != fields.amount:
-        problems.append(f"qr amount: file {fields.amount}, qr {payload.amount}")
+    printed = getattr(fields, payload.amount_field)  # 价税合计 (fully digital) or amount before tax (legacy)
+    if printed is not None and payload.amount != printed:
+        problems.append(f"qr amount: file {payload.amount_field} {printed}, qr {payload.amount}")
     if fields.date is not None and payload.date != fields.date:
         problems.append(f"qr date: file {fields.date}, qr {payload.date}")
+    if _is_check_code(payload.check) and fields.check_code and payload.check != fields.check_code:
+        problems.append(f"qr check code: file {fields.check_code}, qr {payload.check}")
     return problems
+
+
+def _is_check_code(check: str) -> bool:
+    """A legacy 20-digit 校验码 (not a fully digital invoice's 4-hex Jym, nor an empty field)."""
+    return len(check) == 20 and check.isdigit()
 
 
 def _qr_identity(payload: QrPayload) -> str:
@@ -79,17 +98,20 @@ def _qr_identity(payload: QrPayload) -> str:
 
 def _row_problems(fields: InvoiceFields, row: InvoiceRow) -> list[str]:
     legacy = bool(row.legacy_number)
-    expected: dict[str, object] = {
+    listing: dict[str, object] = {
         "number": row.legacy_number if legacy else row.number,
         "date": row.issued_at.date(),
         "amount": row.amount,
         "total": row.total,
         "seller_tax_id": row.seller_tax_id,
     }
+    expected = {name: listing[name] for name in PRINTED.get(row.kind, ORDINARY_PRINTS)}
     if legacy:
         expected["code"] = row.legacy_code
-    # Legacy layouts may lack these: no buyer tax id for a private person; *** instead of the tax when exempt.
+    # Printed on some files only: a private buyer has no tax id; *** stands for the tax when exempt or when a
+    # tax office issued it (税务代开). Whatever the file does print must agree.
     tolerated = {"buyer_tax_id": row.buyer_tax_id, "tax": row.tax}
+    tolerated |= {name: value for name, value in listing.items() if name not in expected}
     problems = [
         _differs(name, value, getattr(fields, name), required=True) for name, value in expected.items()
     ]

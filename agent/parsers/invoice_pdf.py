@@ -8,7 +8,13 @@ A value then sits to the right of its label even when the stream printed it else
 nearest match to the right (on a neighbouring line) or below the label is taken.
 
 Buyer or seller: each 名称 / 纳税人识别号 label belongs to the nearest 购/销 block marker (the vertical 购买方 /
-销售方信息 captions), whatever order the stream printed them in.
+销售方信息 captions), whatever order the stream printed them in. A value never lies beyond the next label on its
+line, so a label printed empty (a private person's tax id) reads None rather than its neighbour's value.
+
+Files re-printed through macOS draw look-alike Kangxi radicals and compatibility ideographs (⼈ ⽅ ⼦) in place
+of ordinary characters; those, and only those, are folded to their ordinary form (NFKC would also turn （ into
+(). Kinds print different things: a rail e-ticket (铁路电子客票) has a 票价 and no 价税合计, no seller block, no
+合计 line; what a kind does not print reads None, and the verifier judges each kind on what it prints.
 
 Why pdfium (pypdfium2) and not pdfplumber: pdfminer interprets a page in pure Python, 26-33 ms for a real
 invoice page; pdfium loads one in about 1 ms (13 ms with heavy images; 5 ms for the mock's, whose font it must
@@ -19,10 +25,12 @@ invoice continues on the next pages).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from statistics import median
 from typing import NamedTuple
 
@@ -43,6 +51,16 @@ NEAR_RIGHT = 4.0  # a value printed apart starts at most this many heights right
 NEAR_BELOW = 2.5  # ... or at most this many heights below it
 RECENT_LINES = 8  # glyphs come top to bottom: one can only join one of the last few lines begun
 KEPT_SPACES = " \u3000"  # spaces the file prints, half and full width
+BOX_EDGES = ("upper", "lower", "clerk", "sum")  # labels on the lines above and below the remark box
+REMARK_LINE_GAP = 1.8  # remark lines follow each other closer than this many caption heights
+# Look-alikes of ordinary CJK characters: CJK radicals supplement, Kangxi radicals, compatibility ideographs.
+LOOK_ALIKE_RANGES = ((0x2E80, 0x2EFF), (0x2F00, 0x2FDF), (0xF900, 0xFAFF))
+FOLD_LOOK_ALIKES = {
+    code: unicodedata.normalize("NFKC", chr(code))
+    for low, high in LOOK_ALIKE_RANGES
+    for code in range(low, high + 1)
+    if unicodedata.normalize("NFKC", chr(code)) != chr(code)
+}  # each folds to exactly one character, so text positions keep their boxes
 
 _COLON = r"\s*[:：]?"
 _AMOUNT = r"(?:-\s*)?[¥￥]?\s*-?\d[\d,]*\.\d{2}(?!\d)"
@@ -55,10 +73,13 @@ LABELS = {
     "date": re.compile(r"开\s*票\s*日\s*期" + _COLON),
     "check_code": re.compile(r"校\s*验\s*码" + _COLON),
     "name": re.compile(r"名\s*称\s*[:：]"),  # the colon keeps out table headers like 项目名称
-    "tax_id": re.compile(r"(?:统一社会信用代码\s*/\s*)?纳\s*税\s*人\s*识\s*别\s*号" + _COLON),
+    "tax_id": re.compile(
+        r"(?:(?:统一社会信用代码\s*/\s*)?纳\s*税\s*人\s*识\s*别\s*号|统一社会信用代码)" + _COLON
+    ),
     "sum": re.compile(r"(?<![税\w])合\s*计"),  # 合计 but not 价税合计
     "upper": re.compile(r"价\s*税\s*合\s*计\s*[（(]\s*大\s*写\s*[)）]"),
     "lower": re.compile(r"[（(]\s*小\s*写\s*[)）]"),
+    "fare": re.compile(r"(?<![\u4e00-\u9fff])票\s*价" + _COLON),  # rail e-ticket: the total it prints
     "clerk": re.compile(r"开\s*票\s*人\s*[:：]"),
     "remark": re.compile(r"备\s*注" + _COLON),
 }
@@ -234,7 +255,7 @@ def _make_line(glyphs: list[Glyph]) -> Line:
         previous, spaced = glyph, False
     printed = [g for g in ordered if not g.char.isspace()]
     return Line(
-        "".join(text),
+        "".join(text).translate(FOLD_LOOK_ALIKES),
         tuple(x0s),
         tuple(x1s),
         median(g.center for g in printed),
@@ -278,8 +299,7 @@ def _value_of(lines: list[Line], label: Found, pattern: re.Pattern[str]) -> Foun
         rise = line.center - label.line.center
         if abs(rise) > NEAR_BELOW * height:
             continue
-        start = label.match.end() if line is label.line else 0
-        for match in pattern.finditer(line.text, start):
+        for match in pattern.finditer(line.text, *_value_span(line, label)):
             found = Found(line, match)
             distance = _distance(label, found, rise, height)
             if distance is not None and (best is None or distance < best[0]) and not _is_label(found):
@@ -298,6 +318,20 @@ def _distance(label: Found, value: Found, rise: float, height: float) -> float |
     if 0 < rise <= NEAR_BELOW * height and under_label:
         return rise + abs(value.x0 - label.x0) + NEAR_RIGHT * height  # a value beside its label wins
     return None
+
+
+@lru_cache(maxsize=512)
+def _label_starts(text: str) -> tuple[int, ...]:
+    return tuple(sorted(match.start() for label in LABELS.values() for match in label.finditer(text)))
+
+
+def _value_span(line: Line, label: Found) -> tuple[int, int]:
+    """Where on `line` a value of `label` may be: on the label's own line, after it and before the next label
+    (so an empty field stays empty); anywhere on another line."""
+    if line is not label.line:
+        return 0, len(line.text)
+    after = label.match.end()
+    return after, next((start for start in _label_starts(line.text) if start >= after), len(line.text))
 
 
 def _is_label(found: Found) -> bool:
@@ -324,7 +358,7 @@ def _fields(lines: list[Line]) -> InvoiceFields:
     buyer, seller = _parties(lines)
     amount, tax = _sum_line(lines)
     upper = _value_text(lines, "upper")
-    total = _value_text(lines, "lower", "amount")
+    total = _value_text(lines, "lower", "amount") or _value_text(lines, "fare", "amount")
     check_code = _value_text(lines, "check_code")
     return InvoiceFields(
         title=_title(lines),
@@ -435,8 +469,9 @@ def _remark(lines: list[Line]) -> str | None:
 
 
 def _vertical_caption(lines: list[Line], upper: str, lower: str) -> tuple[Found, Found] | None:
-    """Two single characters stacked in one column, like the 备/注 caption of the remark box."""
-    alone = re.compile(rf"(?:(?<=\t)|^)[{upper}{lower}](?=\t|$)")
+    """Two single characters stacked in one column, like the 备/注 caption of the remark box. Either may share
+    its line with the text beside it ("备 收款人:…")."""
+    alone = re.compile(rf"(?:(?<=\s)|^)[{upper}{lower}](?=\s|$)")
     found = list(_search(lines, alone))
     for top in (f for f in found if f.text == upper):
         for bottom in (f for f in found if f.text == lower):
@@ -447,13 +482,46 @@ def _vertical_caption(lines: list[Line], upper: str, lower: str) -> tuple[Found,
 
 
 def _text_beside(lines: list[Line], top: Found, bottom: Found) -> str | None:
-    """The text right of a vertical caption, within the box it is centred in."""
-    half_span = (bottom.line.center - top.line.center) / 2
-    low, high = top.line.center - half_span, bottom.line.center + half_span
-    parts = []
-    for line in lines:
-        if low <= line.center <= high:
-            parts += [
-                f.text.strip() for f in _search([line], VALUES["text"]) if f.x0 > max(top.x1, bottom.x1)
-            ]
-    return "\n".join(parts) or None
+    """The text right of a vertical caption: the lines level with it, and those that follow on above or below
+    it at line spacing (the first remark may sit above 备), up to a line holding another label (价税合计,
+    开票人). Column gaps within a line read as one space, lines are joined by a line break."""
+    height, left = top.line.height, max(top.x1, bottom.x1)
+    level = [
+        line
+        for line in lines
+        if top.line.center - height / 2 <= line.center <= bottom.line.center + height / 2
+        and not _holds_label(line, left)
+    ]
+    above = _following(
+        reversed([line for line in lines if line.center < top.line.center]), top.line, height, left
+    )
+    below = _following(
+        [line for line in lines if line.center > bottom.line.center], bottom.line, height, left
+    )
+    texts = [_text_right_of(line, left) for line in [*reversed(above), *level, *below]]
+    return "\n".join(text for text in texts if text) or None
+
+
+def _following(candidates: Iterable[Line], start: Line, height: float, left: float) -> list[Line]:
+    """Lines after `start` (in the order given) while each is within remark spacing and holds no label."""
+    taken: list[Line] = []
+    previous = start
+    for line in candidates:
+        if abs(line.center - previous.center) > REMARK_LINE_GAP * height or _holds_label(line, left):
+            break
+        taken.append(line)
+        previous = line
+    return taken
+
+
+def _holds_label(line: Line, left: float) -> bool:
+    """A label right of `left` that bounds the remark box (价税合计 above, 开票人 below); others, such as
+    发票号码 in "被红冲蓝字数电发票号码：…", may be part of a remark."""
+    return any(
+        line.x0s[match.start()] > left for label in BOX_EDGES for match in LABELS[label].finditer(line.text)
+    )
+
+
+def _text_right_of(line: Line, left: float) -> str:
+    first = next((index for index, x0 in enumerate(line.x0s) if x0 > left), len(line.text))
+    return " ".join(match.group(0).strip() for match in VALUES["text"].finditer(line.text, first))

@@ -1,9 +1,13 @@
 """The QR code printed on an invoice: find it on page 1, decode it, read its payload.
 
 Payloads, comma-separated (the real files end with a trailing comma, which is tolerated):
-    fully digital  01,<kind 31|32>,,<20-digit number>,<amount before tax>,<YYYYMMDD>,,<4-hex check>
-    legacy         01,<kind 10|04|01|08|...>,<10/12-digit code>,<8-digit number>,<amount>,<YYYYMMDD>,<20-digit
-                   check code>,<4-hex digest>
+    fully digital  01,<kind 31|32|51...>,,<20-digit number>,<价税合计: total incl. tax>,<YYYYMMDD>,,<4-hex check>
+    legacy         01,<kind 10|04|01|08|...>,<10/12-digit code>,<8-digit number>,<amount before tax>,<YYYYMMDD>,
+                   <20-digit check code>,<4-hex digest>
+The amount field means the total on a fully digital invoice and the amount before tax on a legacy one (17 of 17
+real fully digital files agree); which one is told by the payload's shape (a code, or a 20-digit number alone).
+The check field is often empty, one platform writes the date as YYYY-MM-DD, and a payload may stop after the
+date's empty neighbour (seven fields): all are read.
 
 Only the top-left corner of page 1 is rendered, where real invoices of both generations print the code: that
 region at 2x (144 dpi) decodes the real samples and the mock's files and costs about 2 ms over loading the page.
@@ -27,6 +31,7 @@ PDFIUM_LOCK = threading.Lock()
 
 QR_REGION = (0.35, 0.45)  # share of the page width and height, from the top-left corner
 QR_ONLY = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)  # searching other symbologies costs time
+DATE_SHAPES = ("%Y%m%d", "%Y-%m-%d")
 QR_RENDER_SCALE = 2.0  # 144 dpi: about 3.5 pixels per module on the real samples; 1x is too close to failing
 
 
@@ -36,13 +41,18 @@ class QrPayload(BaseModel):
     kind: str  # 31/32 on fully digital invoices; the legacy FplxDm (10, 04, 01, 08) otherwise
     code: str  # 发票代码 of a legacy invoice, "" on a fully digital one
     number: str  # 20 digits, or the legacy 8-digit 发票号码
-    amount: Decimal  # before tax
+    amount: Decimal  # fully digital: 价税合计 (total incl. tax); legacy: amount before tax
     date: date
-    check: str  # legacy: the 20-digit 校验码; fully digital: the 4-hex Jym of the delivery link
+    check: str  # legacy: the 20-digit 校验码 (or "", then the digest); fully digital: the Jym, often ""
 
     @property
     def is_digital(self) -> bool:
         return not self.code
+
+    @property
+    def amount_field(self) -> str:
+        """The InvoiceFields field the amount is held to: `total` on a fully digital invoice, else `amount`."""
+        return "total" if self.is_digital else "amount"
 
 
 def decode_qr_page(page: pdfium.PdfPage) -> str | None:
@@ -67,21 +77,34 @@ def decode_qr(data: bytes) -> str | None:
 def parse_qr_payload(text: str) -> QrPayload | None:
     """The payload's fields, or None when the text is not an invoice QR payload."""
     parts = [part.strip() for part in text.strip().split(",")]
-    if parts and parts[-1] == "":
+    if len(parts) == 9 and parts[-1] == "":
         parts.pop()  # the trailing comma of real legacy payloads
+    if len(parts) == 7:
+        parts.append("")  # a fully digital payload that stops before its (empty) check
     if len(parts) != 8 or parts[0] != "01":
         return None
     _, kind, code, number, amount, day, check_code, digest = parts
+    issued = _date(day)
     try:
-        issued = datetime.strptime(day, "%Y%m%d").date()
         value = to_fen(amount)
     except ValueError:
+        return None
+    if issued is None:
         return None
     if not _numbers_fit(code, number):
         return None
     return QrPayload(
         kind=kind, code=code, number=number, amount=value, date=issued, check=check_code or digest
     )
+
+
+def _date(text: str) -> date | None:
+    for shape in DATE_SHAPES:
+        try:
+            return datetime.strptime(text, shape).date()
+        except ValueError:
+            continue
+    return None
 
 
 def _numbers_fit(code: str, number: str) -> bool:

@@ -236,13 +236,21 @@ def test_derived_fields_of_a_digital_invoice() -> None:
     assert invoice.kprq_compact == "20251008101757"
     assert invoice.date_cn == "2025年10月08日"
     assert invoice.check_hex == "F341"
-    assert invoice.qr_payload == "01,31,,25112000000012345678,5000.00,20251008,,F341"
+    assert invoice.qr_payload == "01,31,,25112000000012345678,5650.00,20251008,,F341"  # 价税合计, as real files
 
 
-def test_ordinary_and_legacy_invoices_use_qr_kind_32_and_paper_has_no_file() -> None:
+def test_legacy_qr_payload_has_code_number_amount_before_tax_and_check_code() -> None:
+    invoice = hand_made_invoice(
+        kind="10", number="01100025100200001234", legacy_code="011002510021", legacy_number="00001234",
+        check_code="12345678901234567890",
+    )  # fmt: skip
+    assert invoice.qr_payload == f"01,10,011002510021,00001234,5000.00,20251008,12345678901234567890,{invoice.check_hex},"
+
+
+def test_ordinary_invoices_use_qr_kind_32_legacy_their_own_kind_and_paper_has_no_file() -> None:
     assert hand_made_invoice(kind="82").qr_payload.startswith("01,32,,")
-    assert hand_made_invoice(kind="10").qr_payload.startswith("01,32,,")
-    assert hand_made_invoice(kind="08").qr_payload.startswith("01,31,,")
+    assert hand_made_invoice(kind="10").qr_payload.startswith("01,10,")
+    assert hand_made_invoice(kind="08").qr_payload.startswith("01,08,")
     assert [hand_made_invoice(kind=kind).has_file for kind in ("81", "82", "08", "10", "01", "04")] == [
         True,
         True,

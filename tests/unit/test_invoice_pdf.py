@@ -1,4 +1,4 @@
-"""Reading invoice PDFs: three real legacy files, PDFs drawn here to pin one quirk each, and the mock's files."""
+"""Reading invoice PDFs: real legacy and fully digital files, PDFs drawn here to pin one quirk each, the mock's files."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from fixtures.data.render_pdf import render_pdf
 
 SAMPLES = Path(__file__).parents[1] / "samples" / "real-legacy"  # copied from shared/samples
 TRUTH = json.loads((SAMPLES / "truth.json").read_text(encoding="utf-8"))
+DIGITAL_SAMPLES = Path(__file__).parents[1] / "samples" / "real-sd"
+DIGITAL_TRUTH = json.loads((DIGITAL_SAMPLES / "truth.json").read_text(encoding="utf-8"))
+DIGITAL_TITLES = {"数电普票": "电子发票（普通发票）", "数电专票": "电子发票（增值税专用发票）"}
 FONT = "STSong-Light"
 PAGE = (683.0, 397.0)
 pdfmetrics.registerFont(UnicodeCIDFont(FONT))
@@ -109,6 +112,78 @@ def test_read_qr_fills_the_payload_while_the_page_is_loaded() -> None:
     data = (SAMPLES / "tianjin-didi-transport.pdf").read_bytes()
     assert parse_invoice_pdf(data).qr_payload is None
     assert parse_invoice_pdf(data, read_qr=True).qr_payload == decode_qr(data)
+
+
+# --- real fully digital invoices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DIGITAL_TRUTH))
+def test_real_digital_invoice_reads_as_a_person_reads_it(name: str) -> None:
+    truth = DIGITAL_TRUTH[name]
+    fields = parse_invoice_pdf((DIGITAL_SAMPLES / name).read_bytes())
+    assert (fields.title, fields.number, fields.date, fields.code) == (
+        DIGITAL_TITLES[truth["kind"]],
+        truth["number"],
+        date.fromisoformat(truth["date"]),
+        None,
+    )
+    assert (fields.buyer_name, fields.buyer_tax_id, fields.seller_name, fields.seller_tax_id) == (
+        truth["buyer_name"],
+        truth["buyer_tax_id"],
+        truth["seller_name"],
+        truth["seller_tax_id"],
+    )
+    assert (fields.amount, fields.tax, fields.total) == (
+        Decimal(truth["amount"]),
+        Decimal(truth["tax"]),
+        Decimal(truth["total"]),
+    )
+    assert fields.total_upper is not None and from_upper(fields.total_upper) == fields.total
+
+
+def test_real_digital_qr_codes_carry_the_total_and_often_no_check() -> None:
+    payloads = {name: decode_qr((DIGITAL_SAMPLES / name).read_bytes()) for name in sorted(DIGITAL_TRUTH)}
+    assert payloads == {
+        "ordinary-passenger-transport-travellers-table.pdf": "01,32,,25952000000093739161,110798.50,20250514,,F162",
+        "ordinary-refined-oil-discount-line.pdf": "01,32,,26427000000144470353,267.19,20260108,,ac64",
+        "ordinary-reprinted-macos-kangxi-radicals.pdf": "01,32,,25442000000101203423,336.00,20250224,,8716",
+        "ordinary-suwell-two-lines-long-remark.pdf": "01,32,,25432000000031411143,655.00,20250311,,19E3",
+        "special-suwell-remark-payee.pdf": "01,31,,25317000002228021821,35559.69,20251020,,58E4",
+    }
+
+
+def test_reprinted_file_with_look_alike_radicals_reads_its_title() -> None:
+    """The title is drawn as 电⼦发票 (U+2F26 KANGXI RADICAL CHILD): it reads as 电子发票, brackets unchanged."""
+    fields = parse_invoice_pdf(
+        (DIGITAL_SAMPLES / "ordinary-reprinted-macos-kangxi-radicals.pdf").read_bytes()
+    )
+    assert (fields.title, fields.remark, fields.clerk) == ("电子发票（普通发票）", None, "蓝晓燕")
+
+
+def test_remark_caption_sharing_its_lines_with_a_four_line_remark() -> None:
+    """备 shares the second remark line, 注 the fourth; the first line sits above the caption."""
+    fields = parse_invoice_pdf((DIGITAL_SAMPLES / "ordinary-suwell-two-lines-long-remark.pdf").read_bytes())
+    assert fields.remark == (
+        "销售方地址:湖南省娄底市娄星区贤童街林业局门面; 电话:07388311889;\n"
+        "销方开户银行:湖南娄底农村商业银行股份有限公司; 银行账号:82013300000018413;\n"
+        "刻制：湖南链城数字科技有限公司，行政章、财务章、合同章、法人私章费用;\n"
+        "收款人:匡小林; 复核人:彭光峰;"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "remark"),
+    [
+        (
+            "special-suwell-remark-payee.pdf",
+            "0070309510/PO.LTG2025070403/BR./A0B8682;\n收款人:积塔; 复核人:司璐;",
+        ),
+        ("ordinary-passenger-transport-travellers-table.pdf", "收款人:詹小凤; 复核人:乔小利;"),
+        ("ordinary-refined-oil-discount-line.pdf", "收款人：熊静; 复核人：谌皋;"),
+    ],
+)
+def test_real_remark_beside_or_above_its_caption_reads(name: str, remark: str) -> None:
+    assert parse_invoice_pdf((DIGITAL_SAMPLES / name).read_bytes()).remark == remark
 
 
 # --- files that are not invoices ----------------------------------------------------------------------------
@@ -263,6 +338,95 @@ def test_totals_on_the_second_page_of_a_long_invoice() -> None:
     )
 
 
+def test_look_alike_radicals_in_labels_fold_to_ordinary_characters() -> None:
+    """A re-printed file draws 纳税⼈识别号 and 电⼦发票 with Kangxi radicals (U+2F08, U+2F26) and a name with a
+    compatibility ideograph (U+F9B1 for U+9234 鈴): labels match again, the title's full-width brackets stay."""
+    look_alike = {"人": "\u2f08", "子": "\u2f26", "大": "\u2f24"}
+    texts = [
+        (x, y, "".join(look_alike.get(char, char) for char in text), size)
+        for x, y, text, size in digital_labels() + digital_values()
+    ]
+    texts = [
+        (x, y, "北京\uf9b1木科技有限公司" if text == BUYER_NAME else text, size) for x, y, text, size in texts
+    ]
+    fields = parse_invoice_pdf(draw_pdf(texts))
+    assert (fields.title, fields.buyer_tax_id, fields.seller_tax_id, fields.clerk) == (
+        "电子发票（普通发票）", BUYER_ID, SELLER_ID, "李雷",
+    )  # fmt: skip
+    assert fields.buyer_name == "北京\u9234木科技有限公司"  # U+F9B1 folded to U+9234
+
+
+def test_private_person_buyer_printed_without_tax_id_reads_none() -> None:
+    """The buyer's tax id label is printed empty on the line that holds the seller's: it stays empty."""
+    texts = [t for t in digital_labels() + digital_values() if t[2] not in (BUYER_ID, BUYER_NAME)]
+    texts.append((right_of(44, "名称："), 93, "张三", 9))
+    fields = parse_invoice_pdf(draw_pdf(texts))
+    assert (fields.buyer_name, fields.buyer_tax_id, fields.seller_tax_id) == ("张三", None, SELLER_ID)
+
+
+def test_tax_printed_as_stars_reads_none() -> None:
+    """A tax office's invoice (税务代开) or an exempt one prints *** for the tax on the 合计 line."""
+    texts = [t for t in digital_labels() + digital_values() if t[2] != "¥-300.00"] + [(640, 280, "***", 9)]
+    fields = parse_invoice_pdf(draw_pdf(texts))
+    assert (fields.amount, fields.tax, fields.total) == (Decimal("-5000.00"), None, Decimal("-5300.00"))
+
+
+def remark_box(caption_top: float, remarks: list[tuple[float, str]]) -> list[Text]:
+    """The totals, a 备/注 caption 17 points tall at `caption_top`, half a character left of the remark lines
+    (at the given heights): a caption and a remark on one line read "备 收款人:…", a space apart."""
+    kept = [
+        t
+        for t in digital_labels() + digital_values()
+        if t[2] not in ("备", "注") and not t[2].startswith("被红冲")
+    ]
+    return kept + vertical(30, caption_top, "备注", 17) + [(44, y, text, 9) for y, text in remarks]
+
+
+def test_remark_caption_sharing_a_line_with_the_first_remark() -> None:
+    """备 and the first remark on one visual line ("备 收款人:…"), 注 beside the third."""
+    texts = remark_box(330, [(330, "收款人:王五;"), (340, "复核人:赵六;"), (350, "订单号:2025100042")])
+    assert parse_invoice_pdf(draw_pdf(texts)).remark == "收款人:王五;\n复核人:赵六;\n订单号:2025100042"
+
+
+def test_remark_above_its_caption() -> None:
+    """The remark sits one line above 备 (a short remark at the top of a tall box)."""
+    texts = remark_box(334, [(324, "收款人:王五;")])
+    assert parse_invoice_pdf(draw_pdf(texts)).remark == "收款人:王五;"
+
+
+def test_remark_holding_a_label_of_its_own_still_reads() -> None:
+    """发票号码 inside a red-letter remark is text, not the end of the remark box."""
+    texts = remark_box(330, [(334, "被红冲蓝字数电发票号码：25312000000012340000")])
+    assert parse_invoice_pdf(draw_pdf(texts)).remark == "被红冲蓝字数电发票号码：25312000000012340000"
+
+
+RAIL_NUMBER = "25119110172000044123"
+
+
+def rail_ticket() -> list[Text]:
+    """A rail e-ticket (铁路电子客票): 票价 instead of 合计 and 价税合计, no seller block, the buyer on one line."""
+    return [
+        (220, 42, "电子发票（铁路电子客票）", 15),
+        (450, 36, f"发票号码:{RAIL_NUMBER}", 9),
+        (450, 52, "开票日期:2025年11月04日", 9),
+        (80, 110, "北京南站", 14), (300, 110, "G123", 14), (480, 110, "上海虹桥站", 14),
+        (80, 140, "2025年11月05日 08:00开", 9), (300, 140, "05车12A号", 9), (480, 140, "二等座", 9),
+        (80, 160, "票价:", 9), (right_of(80, "票价:"), 160, "￥553.00", 9),
+        (80, 180, "1101011990****1234 张三", 9),
+        (80, 200, "电子客票号:1234567890123456789012", 9),
+        (80, 220, f"购买方名称:{BUYER_NAME}", 9), (330, 220, f"统一社会信用代码:{BUYER_ID}", 9),
+        (80, 260, "买票请到12306 发货请到95306", 9),
+    ]  # fmt: skip
+
+
+def test_rail_e_ticket_reads_its_fare_as_the_total_and_no_seller() -> None:
+    fields = parse_invoice_pdf(draw_pdf(rail_ticket()))
+    assert fields == InvoiceFields(
+        title="电子发票（铁路电子客票）", number=RAIL_NUMBER, date=date(2025, 11, 4), buyer_name=BUYER_NAME,
+        buyer_tax_id=BUYER_ID, total=Decimal("553.00"),
+    )  # fmt: skip
+
+
 # --- the mock portal's files --------------------------------------------------------------------------------
 
 
@@ -310,7 +474,7 @@ def test_mock_qr_payload_parses_to_the_invoice(universe: Universe) -> None:
     assert payload is not None
     assert (payload.kind, payload.code, payload.number) == ("32", "", invoice.number)
     assert (payload.amount, payload.date, payload.check) == (
-        invoice.amount,
+        invoice.total,  # 价税合计 on a fully digital invoice
         invoice.issued_at.date(),
         invoice.check_hex,
     )
@@ -327,6 +491,27 @@ def test_legacy_qr_payload_parses() -> None:
         "date": date(2019, 11, 18), "check": "83454623591883368905",
     }  # fmt: skip
     assert not payload.is_digital
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "01,32,,25312000000087654321,5650.00,20251008,,",  # check field empty
+        "01,32,,25312000000087654321,5650.00,20251008,",  # stops after the empty field before the check
+        "01,32,,25312000000087654321,5650.00,2025-10-08,,",  # one platform writes the date with dashes
+    ],
+)
+def test_digital_qr_payload_without_a_check_or_with_a_dashed_date_parses(text: str) -> None:
+    payload = parse_qr_payload(text)
+    assert payload is not None
+    assert (payload.number, payload.amount, payload.date, payload.check, payload.amount_field) == (
+        "25312000000087654321", Decimal("5650.00"), date(2025, 10, 8), "", "total",
+    )  # fmt: skip
+
+
+def test_legacy_qr_amount_is_held_to_the_amount_before_tax() -> None:
+    payload = parse_qr_payload("01,10,012001900211,61876678,23.89,20191118,83454623591883368905,41FF,")
+    assert payload is not None and payload.amount_field == "amount"
 
 
 def test_digital_qr_payload_parses() -> None:

@@ -89,7 +89,7 @@ GOOD = InvoiceFields(
     number="25112000000012345678", date=date(2025, 10, 8),
     seller_tax_id="91110108MA01ABCD2X", buyer_tax_id="91310115MA1K4XYZ7P", amount=Decimal("5000.00"),
     tax=Decimal("650.00"), total=Decimal("5650.00"), total_upper="伍仟陆佰伍拾圆整",
-    qr_payload="01,32,,25112000000012345678,5000.00,20251008,,A1B2",
+    qr_payload="01,32,,25112000000012345678,5650.00,20251008,,A1B2",
 )  # fmt: skip
 ROW = InvoiceRow(
     direction=Direction.received, number="25112000000012345678", kind="82", status="01",
@@ -109,15 +109,19 @@ def test_consistent_fields_have_no_problems() -> None:
         ({"total_upper": "伍佰陆拾伍圆整"}, "total_upper: 伍佰陆拾伍圆整 is 565.00, file total 5650.00"),
         ({"total_upper": "五千"}, "total_upper: '五千' is not an amount"),
         (
-            {"qr_payload": "01,32,,25112000000012345678,500.00,20251008,,A1B2"},
-            "qr amount: file 5000.00, qr 500.00",
+            {"qr_payload": "01,32,,25112000000012345678,565.00,20251008,,A1B2"},
+            "qr amount: file total 5650.00, qr 565.00",
         ),
         (
-            {"qr_payload": "01,32,,25112000000012340000,5000.00,20251008,,A1B2"},
+            {"qr_payload": "01,32,,25112000000012345678,5000.00,20251008,,A1B2"},
+            "qr amount: file total 5650.00, qr 5000.00",  # a fully digital QR carries 价税合计
+        ),
+        (
+            {"qr_payload": "01,32,,25112000000012340000,5650.00,20251008,,A1B2"},
             "qr number: file 25112000000012345678, qr 25112000000012340000",
         ),
         (
-            {"qr_payload": "01,32,,25112000000012345678,5000.00,20251009,,A1B2"},
+            {"qr_payload": "01,32,,25112000000012345678,5650.00,20251009,,A1B2"},
             "qr date: file 2025-10-08, qr 2025-10-09",
         ),
         ({"number": None}, "number: not found in file"),
@@ -141,6 +145,72 @@ def test_fields_legacy_layouts_may_lack_are_tolerated() -> None:
     """A private buyer has no tax id; an exempt invoice prints *** for the tax; some QR codes are not ours."""
     fields = GOOD.model_copy(update={"buyer_tax_id": None, "tax": None, "qr_payload": "https://example.com"})
     assert pdf_problems(fields, ROW) == []
+
+
+def test_empty_qr_check_field_is_no_mismatch() -> None:
+    for payload in (
+        "01,32,,25112000000012345678,5650.00,20251008,,",
+        "01,32,,25112000000012345678,5650.00,20251008,",
+    ):
+        assert pdf_problems(GOOD.model_copy(update={"qr_payload": payload}), ROW) == []
+
+
+LEGACY = InvoiceFields(
+    number="61876678", code="012001900211", check_code="83454623591883368905", date=date(2019, 11, 18),
+    seller_tax_id="91120110MA06J3WLX8", amount=Decimal("23.89"), tax=Decimal("3.11"), total=Decimal("27.00"),
+    qr_payload="01,10,012001900211,61876678,23.89,20191118,83454623591883368905,41FF,",
+)  # fmt: skip
+
+
+def test_legacy_qr_amount_is_the_amount_before_tax() -> None:
+    assert pdf_problems(LEGACY, None) == []
+    total_in_qr = LEGACY.qr_payload.replace("23.89", "27.00") if LEGACY.qr_payload else None
+    assert pdf_problems(LEGACY.model_copy(update={"qr_payload": total_in_qr}), None) == [
+        "qr amount: file amount 23.89, qr 27.00"
+    ]
+
+
+def test_legacy_qr_check_code_must_be_the_printed_one() -> None:
+    fields = LEGACY.model_copy(update={"check_code": "83454623591883368999"})
+    assert pdf_problems(fields, None) == ["qr check code: file 83454623591883368999, qr 83454623591883368905"]
+    special = LEGACY.model_copy(update={"qr_payload": "01,08,012001900211,61876678,23.89,20191118,,41FF,"})
+    assert pdf_problems(special, None) == []  # special invoices leave the check code out: nothing to compare
+
+
+RAIL = InvoiceFields(
+    title="电子发票（铁路电子客票）", number="25119110172000044123", date=date(2025, 10, 8),
+    buyer_tax_id="91310115MA1K4XYZ7P", total=Decimal("553.00"),
+    qr_payload="01,51,,25119110172000044123,553.00,20251008,,",
+)  # fmt: skip
+RAIL_ROW = ROW.model_copy(
+    update={
+        "number": "25119110172000044123", "kind": "51", "seller_tax_id": "91110000717823637P",
+        "amount": Decimal("507.34"), "tax": Decimal("45.66"), "total": Decimal("553.00"),
+    }
+)  # fmt: skip
+
+
+def test_rail_e_ticket_is_judged_on_what_it_prints() -> None:
+    """票价 only: no seller block, no amount before tax, no tax on the file; none of those is missing."""
+    assert pdf_problems(RAIL, RAIL_ROW) == []
+    assert pdf_problems(RAIL.model_copy(update={"total": Decimal("533.00")}), RAIL_ROW) == [
+        "qr amount: file total 533.00, qr 553.00",
+        "total: listing 553.00, file 533.00",
+    ]
+
+
+def test_rail_e_ticket_still_needs_its_fare_and_other_kinds_their_seller() -> None:
+    assert pdf_problems(RAIL.model_copy(update={"total": None}), RAIL_ROW) == ["total: not found in file"]
+    assert pdf_problems(GOOD.model_copy(update={"seller_tax_id": None}), ROW) == [
+        "seller_tax_id: not found in file"
+    ]
+
+
+def test_what_a_kind_does_not_require_must_still_agree_when_printed() -> None:
+    fields = RAIL.model_copy(update={"seller_tax_id": "91110000717823637X"})
+    assert pdf_problems(fields, RAIL_ROW) == [
+        "seller_tax_id: listing 91110000717823637P, file 91110000717823637X"
+    ]
 
 
 def test_without_a_row_only_self_contradictions_count() -> None:
@@ -216,6 +286,39 @@ def test_verify_file_gives_each_verdict(month: list[Invoice], tmp_path: Path) ->
         "truncated: no %%EOF",
         "No such file or directory",
     )
+
+
+SAMPLES = Path(__file__).parents[1] / "samples"
+
+
+def truth_row(truth: dict[str, str]) -> InvoiceRow:
+    """The listing row the portal would give for a real fully digital invoice, from its truth.json entry."""
+    return InvoiceRow(
+        direction=Direction.received, number=truth["number"], kind="81" if truth["kind"] == "数电专票" else "82",
+        status="01", source="2", seller_tax_id=truth["seller_tax_id"], seller_name=truth["seller_name"],
+        buyer_tax_id=truth["buyer_tax_id"], buyer_name=truth["buyer_name"],
+        issued_at=datetime.fromisoformat(truth["date"]), amount=Decimal(truth["amount"]),
+        tax=Decimal(truth["tax"]), total=Decimal(truth["total"]),
+    )  # fmt: skip
+
+
+DIGITAL_TRUTH = json.loads((SAMPLES / "real-sd" / "truth.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(DIGITAL_TRUTH))
+def test_real_digital_invoice_verifies_against_its_listing_row(name: str) -> None:
+    """Each of them was judged a mismatch before: its QR carries the 价税合计, held to the amount before tax."""
+    fields = check_pdf((SAMPLES / "real-sd" / name).read_bytes(), truth_row(DIGITAL_TRUTH[name]))
+    assert fields.qr_payload is not None and fields.total == Decimal(DIGITAL_TRUTH[name]["total"])
+
+
+@pytest.mark.parametrize("folder", ["real-sd", "real-legacy"])
+def test_every_real_file_verifies_ok_on_its_own(folder: str) -> None:
+    truth = json.loads((SAMPLES / folder / "truth.json").read_text(encoding="utf-8"))
+    for name, expected in truth.items():
+        verdict = verify_file(SAMPLES / folder / name, None)
+        assert (verdict.status, verdict.reason) == (FileStatus.ok, ""), name
+        assert verdict.fields is not None and verdict.fields.number == expected["number"]
 
 
 def test_verify_file_reads_an_ofd_by_its_suffix(month: list[Invoice], tmp_path: Path) -> None:
