@@ -3,6 +3,7 @@
     FapiaoError                      (exit 1)
     ├── SettingsError                (exit 2)  a bad flag, value or config file; names the setting and the fix
     ├── ArchiveError                 (exit 2)  the output folder cannot be written (permissions, disk full)
+    │   └── ArchiveBusy              (exit 75) another run works on this archive (its pid and start); --wait
     ├── LoginRefused                 (exit 3)  the portal said no: NEVER retried
     │   ├── WrongCompanyId           2018
     │   ├── WrongCredentials         2035
@@ -25,6 +26,8 @@
     └── FileRejected                 (exit 1)  a downloaded file failed verification
         ├── FileCorrupt                        not a PDF, truncated, no text: download again (bounded)
         └── ContentMismatch                    a good file whose content differs from the listing: quarantine
+    Interrupted                      (exit 130 Ctrl-C, 143 SIGTERM)  stopped cleanly; the next run resumes
+    any other exception              (exit 70)  a bug: one line naming it, the traceback in the debug folder
 
 Foreign exceptions (Playwright, OSError, sqlite3) are translated into these at one boundary each; the CLI
 sees only this tree. Messages never contain a password.
@@ -38,6 +41,9 @@ EXIT_USAGE = 2
 EXIT_LOGIN_REFUSED = 3
 EXIT_NEEDS_PERSON = 4
 EXIT_PORTAL_UNAVAILABLE = 5
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: an unexpected error, a bug in the agent
+EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: another run holds the archive; try again later
+EXIT_SIGNAL_BASE = 128  # a run stopped by signal N exits 128 + N, as a shell reports it: 130 Ctrl-C, 143 SIGTERM
 
 
 class FapiaoError(Exception):
@@ -175,3 +181,19 @@ class FileCorrupt(FileRejected):
 
 class ContentMismatch(FileRejected):
     pass
+
+
+class ArchiveBusy(ArchiveError):
+    """Another run holds the archive's lock: two runs would fetch every file twice."""
+
+    exit_code = EXIT_BUSY
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: the run stopped cleanly, the ledger keeps what was done. Raised only at the CLI edge,
+    after the job has unwound; not a FapiaoError, so that nothing inside a run takes it for a file's failure."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = EXIT_SIGNAL_BASE + signum
+        super().__init__("interrupted — the next run resumes")
