@@ -4,7 +4,9 @@ Chromium is looked for in this order: a configured path, a Playwright-managed br
 chromium`), `chromium` on PATH. A headless run prefers Chromium's headless shell on PATH (Debian's
 `chromium-headless-shell`), as Playwright does with its own: without a window's UI it used a sixth less CPU
 than the full browser on a rerun of 2,000 invoices, 0.45 s of 2.8. Saved sessions are Playwright storage
-states, one file per account, mode 0600.
+states, one file per account, mode 0600, holding only what belongs to the portal's own hosts: cookies the
+portal and login hosts receive, and their origins' storage; whatever another host set (a redirect, an embedded
+page) is dropped before anything is written.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -34,6 +38,7 @@ NET_ERROR = re.compile(r"net::ERR_[A-Z0-9_]+")
 TLS_ERROR_MARKS = ("ERR_CERT_", "ERR_SSL_", "SSL_ERROR")  # Chromium's net errors for a certificate it refuses
 # Without these Chromium keeps calling Google's services, which a closed network refuses noisily.
 QUIET_ARGS = ("--disable-background-networking", "--disable-component-update", "--disable-sync")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,40 @@ def navigation_error(exc: PlaywrightError, url: str) -> FapiaoError:
     return PortalUnavailable(f"cannot reach the portal at {url}: {reason}")
 
 
+def origin_of(url: str) -> str:
+    """scheme://host:port of a URL, the port always written: what "the same site" means for a credential."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: no origin of ours
+        port = None
+    return f"{scheme}://{parts.hostname or ''}:{port}"
+
+
+def _cookie_reaches(domain: str, hosts: set[str]) -> bool:
+    """Whether a browser sends a cookie of `domain` to one of `hosts` (a host-only cookie, or a parent domain's)."""
+    domain = domain.lstrip(".").lower()
+    return any(host == domain or host.endswith("." + domain) for host in hosts)
+
+
+def own_storage(state: dict[str, Any], own_urls: Iterable[str]) -> dict[str, Any]:
+    """A storage state cut down to what `own_urls`' hosts receive: their cookies and their origins' storage."""
+    urls = list(own_urls)
+    hosts = {(urlsplit(url).hostname or "").lower() for url in urls}
+    origins = {origin_of(url) for url in urls}
+    return {
+        **state,
+        "cookies": [c for c in state.get("cookies", []) if _cookie_reaches(str(c.get("domain", "")), hosts)],
+        "origins": [o for o in state.get("origins", []) if origin_of(str(o.get("origin", ""))) in origins],
+    }
+
+
+def file_stem(account_name: str) -> str:
+    """An account name as a safe file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in account_name)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read, atomically (sessions hold login cookies)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -149,8 +188,7 @@ class BrowserSession:
             await self._playwright.stop()
 
     def state_path(self, account_name: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in account_name)
-        return self.state_dir / "sessions" / f"{safe}.json"
+        return self.state_dir / "sessions" / f"{file_stem(account_name)}.json"
 
     async def new_context(self, account_name: str) -> BrowserContext:
         assert self._browser is not None, "use BrowserSession as an async context manager"
@@ -163,8 +201,9 @@ class BrowserSession:
         )
         return context
 
-    async def save_session(self, context: BrowserContext, account_name: str) -> None:
-        state = await context.storage_state()
+    async def save_session(self, context: BrowserContext, account_name: str, own_urls: Iterable[str]) -> None:
+        """Save the context's session, keeping only what the hosts of `own_urls` (portal, login) receive."""
+        state = own_storage(dict(await context.storage_state()), own_urls)
         write_private(self.state_path(account_name), json.dumps(state).encode())
 
     def forget_session(self, account_name: str) -> None:

@@ -4,13 +4,16 @@ Captcha solvers: `prompt` (save the image, ask on the terminal), `command:<cmd>`
 path as its last argument and prints the answer), `ocr` (ddddocr, installed with `pip install
 fapiao-agent[ocr]`). SMS sources: `prompt`, `command:<cmd>` (prints the code), `file:<path>` (an SMS
 forwarder writes the latest message or code there), `mock-outbox:<url>` (the built-in mock portal's phone).
-In non-interactive mode a source that needs a person raises NeedsPerson at once.
+In non-interactive mode a source that needs a person says so (`needs_person`), so the login stops before it
+types anything, and raises NeedsPerson if asked all the same. A wait that lasts says what it waits for, at the
+default verbosity (a WARNING line), after ANNOUNCE_AFTER seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import shlex
 import time
@@ -23,27 +26,58 @@ import click
 
 from agent.errors import NeedsPerson, SettingsError
 
+log = logging.getLogger(__name__)
+
 SMS_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 POLL_SECONDS = 0.5
+ANNOUNCE_AFTER = 3.0  # seconds of waiting before the wait is said at the default verbosity
 
 
-async def _run_command(command: str, *extra: str, timeout: float) -> str:
+async def _run_command(command: str, *extra: str, timeout: float, waits_for: str) -> str:
     process = await asyncio.create_subprocess_exec(
         *shlex.split(command), *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
+    answer = asyncio.ensure_future(process.communicate())
     try:
-        stdout, _ = await asyncio.wait_for(process.communicate(), timeout)
+        done, _ = await asyncio.wait({answer}, timeout=min(ANNOUNCE_AFTER, timeout))
+        if not done:
+            log.warning("waiting up to %.0f s more for %s from `%s`", timeout - ANNOUNCE_AFTER, waits_for, shlex.split(command)[0])
+        stdout, _ = await asyncio.wait_for(answer, max(0.0, timeout - ANNOUNCE_AFTER))
     except TimeoutError:
-        process.kill()
         raise NeedsPerson(f"`{command}` gave no answer within {timeout:.0f} s") from None
+    finally:
+        answer.cancel()
+        if process.returncode is None:
+            process.kill()
     return stdout.decode().strip()
+
+
+class Announcer:
+    """Says once, at the default verbosity, that a wait has lasted and for what."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what, self.started, self.timeout, self.said = what, time.monotonic(), timeout, False
+
+    def tick(self) -> None:
+        waited = time.monotonic() - self.started
+        if not self.said and waited >= ANNOUNCE_AFTER:
+            log.warning("waiting up to %.0f s more for %s", self.timeout - waited, self.what)
+            self.said = True
 
 
 async def _ask(question: str) -> str:
     return await asyncio.to_thread(click.prompt, question, err=True)
 
 
+async def ask_choice(question: str, choices: list[str]) -> str:
+    """A choice among `choices` typed at the terminal (e.g. the role, when the person has several)."""
+    choice = await asyncio.to_thread(click.prompt, question, type=click.Choice(choices), err=True)
+    return str(choice)
+
+
 class CaptchaSolver(ABC):
+    needs_person = False  # True: only a person at the terminal can answer, and none is
+
     @abstractmethod
     async def solve(self, image: bytes) -> str: ...
 
@@ -51,6 +85,7 @@ class CaptchaSolver(ABC):
 class PromptCaptcha(CaptchaSolver):
     def __init__(self, image_dir: Path, interactive: bool) -> None:
         self.image_dir, self.interactive = image_dir, interactive
+        self.needs_person = not interactive
 
     async def solve(self, image: bytes) -> str:
         _needs_terminal(self.interactive, "an image captcha")
@@ -68,7 +103,7 @@ class CommandCaptcha(CaptchaSolver):
         self.image_dir.mkdir(parents=True, exist_ok=True)
         path = self.image_dir / "captcha.png"
         path.write_bytes(image)
-        return await _run_command(self.command, str(path), timeout=self.timeout)
+        return await _run_command(self.command, str(path), timeout=self.timeout, waits_for="the captcha answer")
 
 
 class OcrCaptcha(CaptchaSolver):
@@ -84,6 +119,8 @@ class OcrCaptcha(CaptchaSolver):
 
 
 class SmsSource(ABC):
+    needs_person = False  # True: only a person at the terminal can give the code, and none is
+
     @abstractmethod
     async def code(self, masked_mobile: str, sent_at: float) -> str:
         """The 6-digit code sent to `masked_mobile` at or after `sent_at` (epoch seconds)."""
@@ -92,6 +129,7 @@ class SmsSource(ABC):
 class PromptSms(SmsSource):
     def __init__(self, interactive: bool) -> None:
         self.interactive = interactive
+        self.needs_person = not interactive
 
     async def code(self, masked_mobile: str, sent_at: float) -> str:
         _needs_terminal(self.interactive, "an SMS code")
@@ -103,7 +141,8 @@ class CommandSms(SmsSource):
         self.command, self.timeout = command, timeout
 
     async def code(self, masked_mobile: str, sent_at: float) -> str:
-        return _only_code(await _run_command(self.command, masked_mobile, timeout=self.timeout), self.command)
+        said = await _run_command(self.command, masked_mobile, timeout=self.timeout, waits_for=f"the SMS code sent to {masked_mobile}")
+        return _only_code(said, self.command)
 
 
 class FileSms(SmsSource):
@@ -114,9 +153,11 @@ class FileSms(SmsSource):
 
     async def code(self, masked_mobile: str, sent_at: float) -> str:
         deadline = time.monotonic() + self.timeout
+        waiting = Announcer(f"the SMS code sent to {masked_mobile} to arrive in {self.path}", self.timeout)
         while time.monotonic() < deadline:
             if self.path.exists() and self.path.stat().st_mtime >= sent_at - 1:
                 return _only_code(self.path.read_text(errors="replace"), str(self.path))
+            waiting.tick()
             await asyncio.sleep(POLL_SECONDS)
         raise NeedsPerson(f"no SMS code arrived in {self.path} within {self.timeout:.0f} s")
 
@@ -130,11 +171,13 @@ class MockOutboxSms(SmsSource):
 
     async def code(self, masked_mobile: str, sent_at: float) -> str:
         deadline = time.monotonic() + self.timeout
+        waiting = Announcer(f"the SMS code sent to {masked_mobile} to reach the mock portal's phone", self.timeout)
         while time.monotonic() < deadline:
             messages = await asyncio.to_thread(self._fetch)
             fresh = [m for m in messages if _epoch(m.get("sent_at")) >= sent_at - 1]
             if fresh:
                 return str(fresh[-1]["code"])
+            waiting.tick()
             await asyncio.sleep(POLL_SECONDS)
         raise NeedsPerson("the mock portal's phone received no SMS code")
 

@@ -28,11 +28,12 @@ from agent.archive import Archive
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Account, Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, TaskFeed, Verifier
-from agent.flows.login import LoginInput, login
+from agent.flows.login import LoginInput, check_origin, login
 from agent.flows.search import Listing, SearchQuery, open_query_page, search
 from agent.flows.session import SharedSession
 from agent.human import make_captcha_solver, make_sms_source
 from agent.ledger import DONE_STATES, EntryKey, EntryState, Ledger, LedgerEntry
+from agent.login_memory import LoginMemory
 from agent.manifest import write_manifests
 from agent.portal import PortalProfile
 from agent.records import Direction, RunSummary
@@ -107,9 +108,11 @@ class AccountRun:
         """Leaves `page` on the query page, logged in; the session is saved for the next run."""
         assert self.context is not None
         await self._open_portal(page)
+        check_origin(page.url, self.profile)  # a redirect elsewhere gets no credential and is not listed
         if self.profile.paths.query_page not in page.url:
             await login(page, self.profile, self._login_input())
-        await self.job.browser_session.save_session(self.context, self.name)
+        own = (self.profile.portal_url, self.profile.sso_url)  # cookies of any other host are not saved
+        await self.job.browser_session.save_session(self.context, self.name, own)
 
     async def _open_portal(self, page: Page) -> None:
         async for attempt in retrying(self.settings, self.job.gate):
@@ -126,6 +129,7 @@ class AccountRun:
             captcha=make_captcha_solver(settings.captcha, interactive, image_dir, settings.human_timeout),
             sms=make_sms_source(self.account.sms, interactive, self.account.login, settings.human_timeout),
             interactive=interactive,
+            memory=LoginMemory(settings.state_dir, self.name),
         )
 
     async def _login_again(self) -> None:

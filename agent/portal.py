@@ -82,10 +82,18 @@ class Paths(BaseModel):
     query_api: str = "/szzhzz/qlfpcx/v1/queryFpjcxx"
     export_check_api: str = "/szzhzz/qlfpcx/v1/checkFpCount"
     file_api: str = "/kpfw/fpjfzz/v1/exportDzfpwj"
-    sso_login_api: str = "/sys-api/v1.0/auth/enterprise/quick/accountLogin"
-    sso_send_sms_api: str = "/sys-api/v1.0/auth/user/second/sendSmsCodeByUuid"
-    sso_sms_login_api: str = "/sys-api/v1.0/auth/enterprise/quick/SmsMessageLogin"
-    sso_role_api: str = "/sys-api/v1.0/auth/enterprise/quick/quickLogin"
+    # Login (SSO host) APIs, one tuple per step: provinces name them differently, any of the names is the step.
+    sso_login_apis: tuple[str, ...] = (
+        "/sys-api/v1.0/auth/enterprise/quick/accountLogin",  # then an SMS code
+        "/sys-api/v1.0/auth/user/first/accountLogin",  # renamed; then an SMS code
+        "/sys-api/v1.0/auth/enterprise/passwordLogin",  # answers with the roles, no SMS step
+    )
+    sso_send_sms_apis: tuple[str, ...] = ("/sys-api/v1.0/auth/user/second/sendSmsCodeByUuid",)
+    sso_sms_login_apis: tuple[str, ...] = (
+        "/sys-api/v1.0/auth/enterprise/quick/SmsMessageLogin",
+        "/sys-api/v1.0/auth/user/second/smsCodeLogin",
+    )
+    sso_role_apis: tuple[str, ...] = ("/sys-api/v1.0/auth/enterprise/quick/quickLogin",)
 
 
 class Messages(BaseModel):
@@ -98,6 +106,7 @@ class Messages(BaseModel):
     range_too_long: tuple[str, ...] = ("开票日期", "不能超过")
     no_confirmed_role: str = "有效的角色为空"
     captcha_rejected: tuple[str, ...] = ("验证码错误", "图形验证码")
+    slider_rejected: tuple[str, ...] = ("滑块验证失败",)  # the drag, not the password: drag again
     sms_throttled: tuple[str, ...] = ("频繁",)
     success_code: int = 1000
 

@@ -3,17 +3,25 @@ gets the portal's own message, a kick-out costs one re-login, and a session that
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 from agentkit import DEMO_MOBILE, MONTH, SettingsFactory, login_record, mock_account
 from pydantic import SecretStr
 from reliakit import QUICK_SMS, audit, cli_env, file_requests, on_downloads, run_agent, run_cli
 
-from agent.errors import EXIT_LOGIN_REFUSED, EXIT_OK, EXIT_PORTAL_UNAVAILABLE
+from agent.config import load_settings
+from agent.errors import EXIT_LOGIN_REFUSED, EXIT_NEEDS_PERSON, EXIT_OK, EXIT_PORTAL_UNAVAILABLE
 from agent.job import MAX_RELOGINS
 from fixtures.portal.faults import FaultSpec
 from fixtures.portal.http_login import LoginFailed, log_in_over_http
 from fixtures.portal.scenario import Scenario
+from fixtures.portal.server import MockPortalServer
 from fixtures.pytest_plugin import MockPortal
 
 WRONG = "Wr0ng-Pass#77"
@@ -80,3 +88,99 @@ def test_a_session_that_keeps_dying_stops_with_exit_5_not_a_loop(
     assert "the ledger resumes where this run stopped" in result.stderr
     assert login_record(mock_portal, DEMO_MOBILE)["attempts"] == 1 + MAX_RELOGINS
     assert audit(mock_portal, settings, stopped=True).problems == []
+
+
+# -- issue 10: credentials only where they belong, a refusal remembered, no SMS without a person
+
+
+class Redirector:
+    """A small web server on 127.0.0.1 that answers every request with 302 to the same path on `target`: a
+    portal address that leads somewhere else (a typo'd or hijacked name, a captive portal, a proxy)."""
+
+    def __init__(self, target: str) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = _redirect
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[MockPortal]:
+    """A copy of the portal on another host (127.0.0.2): what the redirect leads to."""
+    portal = MockPortal(MockPortalServer("default", 2025, host="127.0.0.2", invoices_per_month=4).start())
+    try:
+        yield portal
+    finally:
+        portal.stop()
+
+
+def test_a_portal_address_that_leads_to_another_host_gets_no_password(elsewhere: MockPortal, tmp_path: Path) -> None:
+    redirector = Redirector(elsewhere.url)
+    try:
+        settings = load_settings(None, portal_url=redirector.url, out=tmp_path / "archive", state_dir=tmp_path / "state")
+        settings = settings.model_copy(update={"accounts": {"acct": mock_account(elsewhere)}})
+        result = run_cli(["download", "--month", MONTH], cli_env(elsewhere, settings, FAPIAO_PORTAL_URL=redirector.url))
+    finally:
+        redirector.close()
+    assert result.returncode == EXIT_LOGIN_REFUSED, result.stderr
+    assert "127.0.0.2" in result.stderr and "nothing was typed" in result.stderr
+    assert login_record(elsewhere, DEMO_MOBILE)["attempts"] == 0
+    assert elsewhere.sms_outbox(DEMO_MOBILE) == []
+    assert not any("/sys-api/" in path for path in elsewhere.counters()["routes"])  # no credential reached it
+    assert not (settings.state_dir / "sessions" / "acct.json").exists()
+
+
+@pytest.mark.mock_portal(invoices_per_month=4)
+def test_five_unattended_runs_with_a_wrong_password_make_one_attempt_in_all(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    settings = fast_settings(mock_account(mock_portal, password=SecretStr(WRONG)))
+    results = [run_agent(settings, login_only=True) for _ in range(5)]
+    assert [result.exit_code for result in results] == [EXIT_LOGIN_REFUSED] * 5
+    assert login_record(mock_portal, DEMO_MOBILE) == {"attempts": 1, "wrong_passwords": 1, "locked": False}
+    later = results[-1].error
+    assert "refused" in later and "输入的个人账号或密码错误" in later and "no attempt" in later, later
+    assert "fapiao login" in later and time.strftime("%Y-%m-%d") in later
+    for path in settings.state_dir.rglob("*"):
+        assert not path.is_file() or WRONG.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.mock_portal(invoices_per_month=4)
+def test_a_remembered_refusal_is_cleared_by_an_interactive_login_or_a_changed_password(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    wrong = fast_settings(mock_account(mock_portal, password=SecretStr(WRONG)))
+    assert run_agent(wrong, login_only=True).exit_code == EXIT_LOGIN_REFUSED
+    assert run_agent(wrong, login_only=True, interactive=True).exit_code == EXIT_LOGIN_REFUSED  # a person: tried
+    assert login_record(mock_portal, DEMO_MOBILE)["attempts"] == 2
+    fixed = fast_settings()  # the right password now: tried once, unattended, without `fapiao login`
+    assert run_agent(fixed, login_only=True).exit_code == EXIT_OK
+    assert login_record(mock_portal, DEMO_MOBILE) == {"attempts": 3, "wrong_passwords": 2, "locked": False}
+
+
+@pytest.mark.mock_portal(invoices_per_month=4)
+def test_an_expired_unattended_session_without_an_sms_source_sends_nothing_exit_4(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    assert run_agent(fast_settings(), login_only=True).exit_code == EXIT_OK  # e.g. `fapiao login` yesterday
+    mock_portal.advance_clock(24 * 3600)  # the saved session has expired since
+    result = run_agent(fast_settings(mock_account(mock_portal, sms="prompt")))
+    assert result.exit_code == EXIT_NEEDS_PERSON, result.error
+    assert login_record(mock_portal, DEMO_MOBILE)["attempts"] == 1  # yesterday's only: no password sent today
+    assert len(mock_portal.sms_outbox(DEMO_MOBILE)) == 1  # and no SMS
+    assert "SMS" in result.error and "fapiao login" in result.error and "nothing was typed" in result.error
