@@ -156,12 +156,14 @@ KIND_NAMES: dict[str, str] = {
     "10": "增值税电子普通发票",
     "81": "数电票（增值税专用发票）",
     "82": "数电票（普通发票）",
+    "85": "数电纸质发票（增值税专用发票）",
+    "86": "数电纸质发票（普通发票）",
     "51": "铁路电子客票",
     "61": "航空运输电子客票行程单",
 }
 
 # Paper invoices appear in the listing but the portal has no electronic file for them.
-PAPER_KINDS: frozenset[str] = frozenset({"01", "04"})
+PAPER_KINDS: frozenset[str] = frozenset({"01", "04", "85", "86"})  # 85/86: fully digital, printed on paper
 
 FORMAT_PARAM: dict[FileFormat, str] = {FileFormat.pdf: "PDF", FileFormat.ofd: "OFD", FileFormat.xml: "XML"}
 

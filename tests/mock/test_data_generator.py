@@ -169,7 +169,7 @@ def test_partial_reversal_negates_less_than_the_blue_invoice(
 def test_legacy_invoices_are_received_only_and_shaped_like_legacy(
     issued: list[Invoice], received: list[Invoice]
 ) -> None:
-    assert all(invoice.kind in ("81", "82") and invoice.source == "2" for invoice in issued)
+    assert all(invoice.kind in ("81", "82", "85", "86") and invoice.source == "2" for invoice in issued)
     legacy = [invoice for invoice in received if invoice.legacy_code]
     assert {invoice.kind for invoice in legacy} <= {"01", "04", "08", "10"} and legacy
     for invoice in legacy:
@@ -188,6 +188,65 @@ def test_legacy_share_of_received_is_about_a_tenth() -> None:
     universe = Universe(seed=3, invoices_per_month=1000)
     received = universe.month(universe.companies[0].tax_id, MONTH, "received")
     assert 60 <= sum(1 for invoice in received if invoice.legacy_code) <= 120
+
+
+@pytest.fixture(scope="module")
+def big_month() -> dict[str, list[Invoice]]:
+    universe = Universe(seed=3, invoices_per_month=1000)
+    home = universe.companies[0].tax_id
+    return {direction: universe.month(home, MONTH, direction) for direction in ("received", "issued")}
+
+
+def test_fully_digital_qr_carries_the_total_and_often_no_check(big_month: dict[str, list[Invoice]]) -> None:
+    digital = [invoice for invoice in big_month["received"] if invoice.is_digital]
+    for invoice in digital:
+        fields = invoice.qr_payload.split(",")
+        assert (fields[2], fields[3], fields[4], fields[6]) == (
+            "",
+            invoice.number,
+            f"{invoice.total:.2f}",
+            "",
+        )
+        assert fields[7] in ("", invoice.check_hex)
+    empty = sum(invoice.qr_payload.endswith(",") for invoice in digital) / len(digital)
+    assert 0.3 < empty < 0.5
+
+
+def test_legacy_qr_keeps_the_amount_before_tax(big_month: dict[str, list[Invoice]]) -> None:
+    legacy = [invoice for invoice in big_month["received"] if invoice.kind in ("08", "10")]
+    assert legacy
+    for invoice in legacy:
+        day = f"{invoice.issued_at:%Y%m%d}"
+        assert invoice.qr_payload == (
+            f"01,{invoice.kind},{invoice.legacy_code},{invoice.legacy_number},{invoice.amount:.2f},{day},"
+            f"{invoice.check_code},{invoice.check_hex},"
+        )
+
+
+def test_fully_digital_paper_invoices_85_86_have_digital_numbers_and_no_file(
+    big_month: dict[str, list[Invoice]],
+) -> None:
+    for direction, invoices in big_month.items():
+        paper = [invoice for invoice in invoices if invoice.kind in ("85", "86")]
+        assert 5 <= len(paper) <= 40, direction  # about 2 % of fully digital invoices
+        for invoice in paper:
+            assert (len(invoice.number), invoice.legacy_code, invoice.source) == (20, "", "2")
+            assert not invoice.has_file and invoice.is_special is (invoice.kind == "85")
+
+
+def test_rail_e_tickets_are_received_only_issued_by_a_railway_bureau(
+    big_month: dict[str, list[Invoice]],
+) -> None:
+    rail = [invoice for invoice in big_month["received"] if invoice.kind == "51"]
+    assert 20 <= len(rail) <= 60 and not any(invoice.kind == "51" for invoice in big_month["issued"])
+    for invoice in rail:
+        assert invoice.number[4] == "9" and invoice.seller.name.startswith("中国铁路")
+        assert is_valid_uscc(invoice.seller.tax_id) and (invoice.status, invoice.clerk) == ("01", "")
+        assert [line.rate for line in invoice.items] == [Decimal("0.09")]
+        assert invoice.total * 2 == int(invoice.total * 2)  # fares are in half yuan
+        assert invoice.has_file and invoice.qr_payload.startswith(
+            f"01,51,,{invoice.number},{invoice.total:.2f},"
+        )
 
 
 def test_added_invoice_joins_its_month_in_time_order_and_is_findable() -> None:
@@ -236,7 +295,9 @@ def test_derived_fields_of_a_digital_invoice() -> None:
     assert invoice.kprq_compact == "20251008101757"
     assert invoice.date_cn == "2025年10月08日"
     assert invoice.check_hex == "F341"
-    assert invoice.qr_payload == "01,31,,25112000000012345678,5650.00,20251008,,F341"  # 价税合计, as real files
+    assert (
+        invoice.qr_payload == "01,31,,25112000000012345678,5650.00,20251008,,F341"
+    )  # 价税合计, as real files
 
 
 def test_legacy_qr_payload_has_code_number_amount_before_tax_and_check_code() -> None:
@@ -244,7 +305,10 @@ def test_legacy_qr_payload_has_code_number_amount_before_tax_and_check_code() ->
         kind="10", number="01100025100200001234", legacy_code="011002510021", legacy_number="00001234",
         check_code="12345678901234567890",
     )  # fmt: skip
-    assert invoice.qr_payload == f"01,10,011002510021,00001234,5000.00,20251008,12345678901234567890,{invoice.check_hex},"
+    assert (
+        invoice.qr_payload
+        == f"01,10,011002510021,00001234,5000.00,20251008,12345678901234567890,{invoice.check_hex},"
+    )
 
 
 def test_ordinary_invoices_use_qr_kind_32_legacy_their_own_kind_and_paper_has_no_file() -> None:

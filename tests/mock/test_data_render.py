@@ -18,12 +18,13 @@ from fixtures.data import files
 from fixtures.data.export_xlsx import BASIC_HEADERS, ITEM_HEADERS, export_xlsx
 from fixtures.data.files import FileStore
 from fixtures.data.generator import Universe
+from fixtures.data.layout import rail_trip
 from fixtures.data.model import Invoice
 from fixtures.data.render_ofd import OFD_NS
 from fixtures.data.render_pdf import render_pdf
 from fixtures.data.render_xml import render_xml
 
-SEED = 114  # its first 40 received invoices hold every kind, voided ones and both kinds of reversal
+SEED = 613  # its first 40 received invoices hold every kind (rail, paper 数电), voided ones, both reversals
 MONTH = "2025-10"
 OFD = {"ofd": OFD_NS}
 
@@ -55,7 +56,7 @@ def _pdf_text(data: bytes) -> str:
 
 def test_the_test_month_covers_every_kind_of_invoice(month: list[Invoice]) -> None:
     assert len(month) == 40
-    assert {invoice.kind for invoice in month} == {"01", "04", "08", "10", "81", "82"}
+    assert {invoice.kind for invoice in month} == {"01", "04", "08", "10", "51", "81", "82", "85"}
     assert {invoice.status for invoice in month} == {"01", "02", "03", "04"}
 
 
@@ -84,15 +85,33 @@ def test_every_pdf_carries_the_listing_figures(with_files: list[Invoice], store:
         text = _pdf_text(store.get(invoice, "PDF"))
         yuan = "¥" if invoice.is_digital else "￥"
         numbers = [invoice.number] if invoice.is_digital else [invoice.legacy_code, invoice.legacy_number]
-        expected = [
-            *numbers,
-            invoice.date_cn,
-            invoice.seller.tax_id,
-            invoice.buyer.tax_id,
-            f"{yuan}{invoice.total:.2f}",
-            invoice.total_upper,
-        ]
+        if invoice.is_rail:  # a rail e-ticket prints its fare, the buyer and no seller
+            expected = [*numbers, invoice.date_cn, invoice.buyer.tax_id, f"票价:￥{invoice.total:.2f}"]
+        else:
+            expected = [
+                *numbers,
+                invoice.date_cn,
+                invoice.seller.tax_id,
+                invoice.buyer.tax_id,
+                f"{yuan}{invoice.total:.2f}",
+                invoice.total_upper,
+            ]
         assert [field for field in expected if field not in text] == [], invoice.number
+
+
+def test_rail_e_ticket_pdf_prints_fare_trip_and_buyer_but_no_seller(with_files: list[Invoice]) -> None:
+    invoice = _first(with_files, "51")
+    trip = rail_trip(invoice)
+    lines = _pdf_text(render_pdf(invoice)).splitlines()
+    assert lines[0] == f"电子发票（铁路电子客票） 发票号码:{invoice.number}"
+    assert f"{trip.origin}站 {trip.train} {trip.destination}站" in lines
+    assert f"票价:￥{invoice.total:.2f}" in lines
+    assert f"购买方名称:{invoice.buyer.name} 统一社会信用代码:{invoice.buyer.tax_id}" in lines
+    assert invoice.seller.name not in "\n".join(lines) and "价税合计" not in "\n".join(lines)
+    assert (invoice.number[4], invoice.seller.name) == (
+        "9",
+        f"中国铁路{invoice.seller.name[4:7]}集团有限公司",
+    )
 
 
 def test_legacy_pdf_prints_code_check_code_groups_and_spaced_labels(with_files: list[Invoice]) -> None:
@@ -108,7 +127,8 @@ def test_legacy_pdf_prints_code_check_code_groups_and_spaced_labels(with_files: 
 
 def test_qr_code_decodes_to_the_payload(with_files: list[Invoice], store: FileStore) -> None:
     red = next(invoice for invoice in with_files if invoice.reverses)
-    for invoice in (_first(with_files, "81"), _first(with_files, "82"), _first(with_files, "10"), red):
+    kinds = ("81", "82", "10", "51")
+    for invoice in (*(_first(with_files, kind) for kind in kinds), red):
         page = pypdfium2.PdfDocument(store.get(invoice, "PDF"))[0]
         decoded = [barcode.text for barcode in zxingcpp.read_barcodes(page.render(scale=2).to_pil())]
         assert decoded == [invoice.qr_payload]
@@ -191,8 +211,9 @@ def test_xlsx_export_is_byte_identical_for_the_same_invoices(month: list[Invoice
 
 
 def test_paper_invoice_and_unknown_format_are_refused(month: list[Invoice], store: FileStore) -> None:
-    with pytest.raises(ValueError, match="paper"):
-        store.get(_first(month, "04"), "PDF")
+    for kind in ("04", "85"):  # legacy paper, and a fully digital invoice printed on paper
+        with pytest.raises(ValueError, match="paper"):
+            store.get(_first(month, kind), "PDF")
     with pytest.raises(ValueError, match="unknown file format"):
         store.get(_first(month, "82"), "DOCX")
 
@@ -211,6 +232,20 @@ def test_second_store_serves_files_from_disk_without_rendering(
     second = FileStore(tmp_path)
     second.warm(invoices)
     assert second.get(invoices[0], "PDF") == render_pdf(invoices[0])
+
+
+def test_renderer_version_covers_what_the_bytes_depend_on_besides_this_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The upper-case amounts (agent/parsers/amounts.py), the kind names and the format version are printed
+    in files too: changing any of them changes the cache folder, so no stale file is ever served."""
+    before = files._renderer_version()
+    assert before == files.RENDERER_VERSION
+    monkeypatch.setattr(files, "FORMAT_VERSION", files.FORMAT_VERSION + 1)
+    bumped = files._renderer_version()
+    monkeypatch.setattr(files, "FORMAT_VERSION", files.FORMAT_VERSION - 1)
+    monkeypatch.setitem(files.KIND_NAMES, "82", "数电票（普通发票） renamed")
+    assert len({before, bumped, files._renderer_version()}) == 3
 
 
 def test_parallel_warm_gives_the_same_bytes_as_rendering_inline(with_files: list[Invoice]) -> None:

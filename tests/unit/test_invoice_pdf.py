@@ -445,11 +445,21 @@ def invoices(universe: Universe) -> Iterator[Invoice]:
 MOCK_CASES: dict[str, Callable[[Invoice], bool]] = {
     "digital special 81": lambda invoice: invoice.kind == "81" and invoice.total > 0,
     "digital ordinary 82 with a remark": lambda invoice: invoice.kind == "82" and bool(invoice.remark),
-    "red-letter digital": lambda invoice: invoice.is_digital and invoice.total < 0,
+    "red-letter digital": lambda invoice: invoice.is_digital and invoice.has_file and invoice.total < 0,
     "legacy electronic ordinary 10": lambda invoice: invoice.kind == "10",
     "legacy electronic special 08": lambda invoice: invoice.kind == "08",
     "discount row": lambda invoice: any(item.amount < 0 for item in invoice.items) and invoice.total > 0,
 }
+
+
+def test_mock_rail_e_ticket_reads_back_what_it_prints(universe: Universe) -> None:
+    invoice = next(invoice for invoice in invoices(universe) if invoice.kind == "51")
+    fields = parse_invoice_pdf(render_pdf(invoice), read_qr=True)
+    assert fields == InvoiceFields(
+        title="电子发票（铁路电子客票）", number=invoice.number, date=invoice.issued_at.date(),
+        buyer_name=invoice.buyer.name, buyer_tax_id=invoice.buyer.tax_id, total=invoice.total,
+        qr_payload=invoice.qr_payload,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(MOCK_CASES))

@@ -45,8 +45,13 @@ def listed(invoice: Invoice) -> InvoiceRow:
 
 @pytest.mark.parametrize(
     "wanted",
-    [digital, lambda invoice: invoice.total < 0, lambda invoice: invoice.kind == "10"],
-    ids=["digital", "red-letter", "legacy"],
+    [
+        digital,
+        lambda invoice: invoice.total < 0 and invoice.has_file,
+        lambda invoice: invoice.kind == "10",
+        lambda invoice: invoice.kind == "51",
+    ],
+    ids=["digital", "red-letter", "legacy", "rail e-ticket"],
 )
 def test_good_pdf_of_the_listed_invoice_passes(
     month: list[Invoice], wanted: Callable[[Invoice], bool]
@@ -54,6 +59,14 @@ def test_good_pdf_of_the_listed_invoice_passes(
     invoice = pick(month, wanted)
     fields = check_pdf(render_pdf(invoice), listed(invoice))
     assert (fields.total, fields.qr_payload) == (invoice.total, invoice.qr_payload)
+
+
+def test_every_mock_pdf_of_a_month_verifies_against_its_listing_row(month: list[Invoice]) -> None:
+    """Every kind the mock serves (数电, red-letter, legacy, rail e-tickets), as a run downloads them."""
+    with_files = [invoice for invoice in month if invoice.has_file]
+    assert {"51", "81", "82", "10"} <= {invoice.kind for invoice in with_files}
+    for invoice in with_files:
+        check_pdf(render_pdf(invoice), listed(invoice))
 
 
 def test_pdf_cut_in_half_is_corrupt(month: list[Invoice]) -> None:
