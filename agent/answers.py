@@ -92,7 +92,7 @@ def _check_status(
     status: int, headers: Mapping[str, str], body: bytes, url: str, expected: Expected, hosts: frozenset[str]
 ) -> None:
     if 300 <= status < 400:
-        _check_redirect(headers.get("location", ""), hosts)
+        _check_redirect(headers.get("location", ""), hosts, expected)
         raise errors.SessionLost(f"the portal sent {_what(expected)} to its login page (HTTP {status})")
     if status == 429:
         raise errors.RateLimited(f"the portal asked to slow down (HTTP 429) on {_what(expected)}", retry_after(headers.get("retry-after")))
@@ -102,10 +102,10 @@ def _check_status(
         raise errors.SessionLost(f"the portal refused {_what(expected)} with HTTP {status}: the session is gone")
 
 
-def _check_redirect(location: str, hosts: frozenset[str]) -> None:
+def _check_redirect(location: str, hosts: frozenset[str], expected: Expected) -> None:
     host = urlsplit(location).netloc
     if host and hosts and host not in hosts:
-        raise errors.FapiaoError(f"refused an answer redirected to a foreign host ({host})")
+        raise errors.FapiaoError(f"refused {_what(expected)} redirected to a foreign host ({host})")
 
 
 def _what(expected: Expected) -> str:

@@ -149,8 +149,14 @@ class Settings(BaseSettings):
     formats: list[FileFormat] = Field([FileFormat.pdf], description="pdf, xml, ofd")
 
     # Downloads
-    concurrency: int = Field(8, ge=1, le=64, description="downloads in flight at once")
-    rate_limit: float = Field(10.0, ge=0, description="max file requests per second (0 = no limit)")
+    concurrency: int = Field(1, ge=1, le=64, description="downloads in flight at once (1: one call at a time, as public clients do)")
+    rate_limit: float = Field(10.0, ge=0, description="max portal requests per second (0 = no limit), on top of the pause")
+    pause: float = Field(
+        0.5, ge=0, description="seconds between two portal requests (file fetch, listing query), at least; 0 = none"
+    )
+    pause_jitter: float = Field(
+        0.5, ge=0, description="up to this many seconds more between two requests, at random (default pace: 0.5-1 s)"
+    )
     timeout: float = Field(30.0, gt=0, description="seconds per portal request")
     retries: int = Field(5, ge=1, le=20, description="attempts per request for transient errors")
     backoff_max: float = Field(30.0, gt=0, description="longest wait between retries, seconds")

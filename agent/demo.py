@@ -15,6 +15,7 @@ from agent.ledger import EntryState, Ledger
 from agent.records import Direction, FileFormat
 
 DEMO_LOGIN = "13800000001"  # the mock's demo person: one role, no choice to make
+DEMO_CONCURRENCY = 8  # downloads in flight against the built-in mock
 
 
 def last_month(today: date | None = None) -> str:
@@ -47,6 +48,9 @@ def demo_settings(base: Settings, portal_url: str, out: Path) -> Settings:
             "accounts": {"demo": demo_account(portal_url)},
             "out": out,
             "rate_limit": 0.0,
+            "pause": 0.0,  # the polite pace (0.5-1 s between requests, one at a time) is for the real portal
+            "pause_jitter": 0.0,
+            "concurrency": max(base.concurrency, DEMO_CONCURRENCY),
             "state_dir": out / "_state",
         }
     )

@@ -27,7 +27,7 @@ from agent import errors
 from agent.archive import Archive
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Account, Settings
-from agent.flows.download import Downloader, DownloadTask, Outcome, PortalFiles, State, TaskFeed, Verifier
+from agent.flows.download import Downloader, DownloadTask, Outcome, PageFiles, State, TaskFeed, Verifier
 from agent.flows.login import LoginInput, check_origin, login
 from agent.flows.search import Listing, SearchQuery, open_query_page, search
 from agent.flows.session import SharedSession
@@ -163,7 +163,7 @@ class AccountRun:
 
     async def _archive(self) -> RunSummary:
         assert self.context is not None
-        files = PortalFiles(self.context.request, self.profile, self.settings, self.job.gate)
+        files = PageFiles(self.context, self.profile, self.settings, self.job.gate, self.session)
         downloader = Downloader(files, self.job.verifier, self.job.archive, self.settings, self.job.record, self.session)
         feed = TaskFeed()
         shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
@@ -266,7 +266,7 @@ class Job:
         self.settings, self.request = settings, request
         self.progress = progress or ProgressSink()
         self.profile = profile_for(settings)
-        self.gate = Gate(settings.rate_limit)
+        self.gate = Gate.of(settings)
         self.archive = Archive(settings.out, settings.layout)
         self.debug_dir = settings.debug_dir or settings.out / "_debug"
 

@@ -2,15 +2,20 @@
 
 Only transient errors (PortalUnavailable and its children) are retried: exponential backoff with jitter,
 Retry-After honoured, maintenance waited out up to `unavailable_wait` seconds (asking every `backoff_max`
-seconds). A refused login is never retried. The gate spaces requests to at most `rate_limit` per second and
-holds every request back while the portal has asked us to wait (429 Retry-After, maintenance), so a stalled
-portal is never hammered.
+seconds). A refused login is never retried.
+
+The gate is the pace of every portal request the agent makes itself (a file fetch, a listing query): each
+starts `pause` seconds plus a random share of `pause_jitter` after the one before (0.5–1 s by default, the
+pace of public clients that have run for years), never more than `rate_limit` per second, and every request
+is held back while the portal has asked us to wait (429 Retry-After, maintenance), so a stalled portal is
+never hammered. With `concurrency` 1 (the default) that is one call at a time with a random pause between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
 from tenacity import (
@@ -29,10 +34,19 @@ log = logging.getLogger(__name__)
 class Gate:
     """Spaces requests and pauses them all when the portal asks for a break."""
 
-    def __init__(self, rate_limit: float) -> None:
+    def __init__(self, rate_limit: float, pause: float = 0.0, pause_jitter: float = 0.0) -> None:
         self.interval = 1 / rate_limit if rate_limit > 0 else 0.0
+        self.pause, self.pause_jitter = pause, pause_jitter
         self._next_slot = 0.0
         self._held_until = 0.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Gate:
+        return cls(settings.rate_limit, settings.pause, settings.pause_jitter)
+
+    def _spacing(self) -> float:
+        pause = self.pause + random.uniform(0.0, self.pause_jitter) if self.pause_jitter else self.pause
+        return max(self.interval, pause)
 
     def hold(self, seconds: float) -> None:
         self._held_until = max(self._held_until, time.monotonic() + seconds)
@@ -40,7 +54,7 @@ class Gate:
     async def wait(self) -> None:
         now = time.monotonic()
         slot = max(now, self._next_slot, self._held_until)
-        self._next_slot = slot + self.interval
+        self._next_slot = slot + self._spacing()
         if slot > now:
             await asyncio.sleep(slot - now)
 

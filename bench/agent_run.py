@@ -45,13 +45,16 @@ class AgentRun:
 
 
 def write_config(path: Path, portal_url: str, account: Account, out: Path, concurrency: int) -> Path:
-    """The agent's TOML config for the mock: its URL, its demo account, no politeness delay."""
+    """The agent's TOML config for the mock: its URL, its demo account, no politeness delay (no pause between
+    requests, `concurrency` in flight: the polite defaults are for the real portal)."""
     password = account.password.get_secret_value() if account.password else ""
     text = "\n".join([
         f"portal_url = {json.dumps(portal_url)}",
         f"out = {json.dumps(str(out / 'archive'))}",
         f"state_dir = {json.dumps(str(out / 'state'))}",
         "rate_limit = 0.0",
+        "pause = 0.0",
+        "pause_jitter = 0.0",
         f"concurrency = {concurrency}",
         "",
         "[accounts.demo]",

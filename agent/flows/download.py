@@ -1,20 +1,22 @@
-"""Download invoice files in bulk through the logged-in context's request client, and verify each one.
+"""Download invoice files in bulk through a page of the session, and verify each one.
 
-No clicks: every file is one GET on the portal's file endpoint, sent with the browser context's cookies,
-`concurrency` at a time, spaced by the politeness gate. Each file is verified in a process pool (all cores)
-while the next ones download, and is written to its final name only after it passed. What happens to each
-file is reported through `on_outcome`; the caller keeps the ledger.
+No clicks: every file is one `fetch` of the portal's file endpoint run inside a page of the session (the
+page's own scripts sign it, as the real portal requires), `concurrency` at a time, spaced by the politeness
+gate. Each file is verified in a process pool (all cores) while the next ones download, and is written to its
+final name only after it passed. What happens to each file is reported through `on_outcome`; the caller keeps
+the ledger.
 
-Per file: transient errors are retried by the policy in agent.retry; a corrupt or mismatching file is
-downloaded again, a bounded number of times, then failed (corrupt) or quarantined (mismatch); a file not
-ready yet is set aside and tried again at the end of the run, then reported pending. A dead session is
-renewed through the account's SharedSession (once for all workers, a bounded number of times). Tasks
-arrive through a TaskFeed, so downloads start while the rest of the month is still being listed.
+Per file: transient errors are retried by the policy in agent.retry; an anti-bot answer reloads the page once
+for all tasks (SharedPage) before the retry; a corrupt or mismatching file is downloaded again, a bounded
+number of times, then failed (corrupt) or quarantined (mismatch); a file not ready yet is set aside and tried
+again at the end of the run, then reported pending. A dead session is renewed through the account's
+SharedSession (once for all workers, a bounded number of times). Tasks arrive through a TaskFeed, so downloads
+start while the rest of the month is still being listed.
 """
-
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import multiprocessing
@@ -23,17 +25,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
-from playwright.async_api import APIRequestContext
-from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import BrowserContext, Page, Response
 from pydantic import BaseModel, ConfigDict
 
-from agent import errors
+from agent import answers, errors
 from agent.archive import Archive
 from agent.config import Settings
-from agent.flows.session import SharedSession
-from agent.parsers.listing import classify_error_body
+from agent.flows.search import open_query_page
+from agent.flows.session import SharedPage, SharedSession
 from agent.portal import PortalProfile
 from agent.records import FileFormat, InvoiceRow
 from agent.retry import Gate, gave_up, retrying
@@ -42,6 +44,7 @@ from agent.verify import check_other_format, check_pdf
 log = logging.getLogger(__name__)
 
 CONSECUTIVE_OUTAGES_TO_STOP = 5  # files failing in a row on an unavailable portal: stop, the rest stay to do
+MOST_RELOADS_IN_A_ROW = 5  # anti-bot reloads of the file page without one good answer between: stop
 
 
 class DownloadTask(BaseModel):
@@ -112,52 +115,105 @@ class Verifier:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class PortalFiles:
-    """One GET per file on the portal's file endpoint, answers translated into our exceptions."""
+FETCH_IN_PAGE = """async ([url, timeoutMs]) => {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const response = await fetch(url, { credentials: "same-origin", redirect: "manual", signal: abort.signal });
+    const headers = {};
+    response.headers.forEach((value, name) => { headers[name] = value; });
+    const data = await new Promise((done, failed) => {
+      const reader = new FileReader();
+      reader.onload = () => done(reader.result);
+      reader.onerror = () => failed(reader.error);
+      response.blob().then((blob) => reader.readAsDataURL(blob), failed);
+    });
+    const comma = data.indexOf(",");
+    return { status: response.type === "opaqueredirect" ? 302 : response.status, headers, body: comma < 0 ? "" : data.slice(comma + 1) };
+  } catch (error) {
+    return { error: error && error.name === "AbortError" ? `no answer in ${timeoutMs} ms` : String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}"""
 
-    def __init__(self, request: APIRequestContext, profile: PortalProfile, settings: Settings, gate: Gate) -> None:
-        self.request, self.profile, self.settings, self.gate = request, profile, settings, gate
+
+class PageFiles:
+    """Each file fetched by `fetch` run inside a page of the session (a SharedPage on the query page), so the
+    page's own scripts sign it as they sign the page's own requests; status, headers and bytes (base64: a
+    list of numbers cost 60 times as much) come back to Python, where agent.answers judges them. Requests in
+    flight at once share the page; an anti-bot answer reloads it once for all (SharedPage)."""
+
+    def __init__(
+        self, context: BrowserContext, profile: PortalProfile, settings: Settings, gate: Gate,
+        session: SharedSession | None = None,
+    ) -> None:
+        self.context, self.profile, self.settings, self.gate, self.session = context, profile, settings, gate, session
+        self.page = SharedPage(self._open, MOST_RELOADS_IN_A_ROW)
+        self._redirected_to: dict[tuple[str, str], str] = {}  # (Fphm, Wjgs) -> Location of its last redirect
 
     async def fetch(self, row: InvoiceRow, fmt: FileFormat) -> bytes:
         url = self.profile.file_url(row.number, row.issued_at.strftime("%Y%m%d%H%M%S"), fmt)
         async for attempt in retrying(self.settings, self.gate):
             with attempt:
-                await self.gate.wait()
-                return await self._get(url, fmt)
+                return await self._fetch_once(url, fmt)
         raise AssertionError("unreachable: retrying re-raises the last error")
 
-    async def _get(self, url: str, fmt: FileFormat) -> bytes:
-        try:
-            response = await self.request.get(
-                url, timeout=self.settings.timeout * 1000, max_redirects=0, fail_on_status_code=False
-            )
-            body = await response.body()
-            await response.dispose()  # else Playwright's driver keeps every body until the run ends
-        except PlaywrightError as exc:  # reset, timeout, body cut short
-            raise errors.PortalUnavailable(f"download interrupted: {exc.message.splitlines()[0]}") from None
-        return self._accept(response.status, response.headers, body, fmt)
+    async def close(self) -> None:
+        await self.page.close()
 
-    def _accept(self, status: int, headers: dict[str, str], body: bytes, fmt: FileFormat) -> bytes:
-        """The file's bytes, or the exception that says what the portal answered instead."""
-        if 300 <= status < 400:
-            self._check_redirect(headers.get("location", ""))
-            raise errors.SessionLost("the portal redirected a download to its login page")
-        if status == 429:
-            retry_after = headers.get("retry-after", "")
-            raise errors.RateLimited("the portal asked to slow down (HTTP 429)", float(retry_after) if retry_after.isdigit() else None)
-        problem = None if body.startswith(b"%PDF-") else classify_error_body(body, headers.get("content-type", ""), fmt)
-        if status >= 500 and (problem is None or isinstance(problem, errors.FileCorrupt)):
-            problem = errors.PortalUnavailable(f"HTTP {status} from the file service")  # a gateway page: transient
-        if problem is not None:
-            raise problem
-        if status >= 400:
-            raise errors.PortalUnavailable(f"HTTP {status} from the file service")
-        return body
+    async def _fetch_once(self, url: str, fmt: FileFormat) -> bytes:
+        while True:
+            page, seen = await self.page.current(self.session.generation if self.session else 0)
+            await self.gate.wait()
+            try:
+                data = await self._get(page, url, fmt)
+            except errors.AntiBot as exc:
+                await self.page.reload(seen, str(exc))
+                raise
+            except errors.PortalUnavailable:
+                if self.page.generation != seen:
+                    continue  # the page was reloaded under this request: not the file's fault
+                raise
+            self.page.answered()
+            return data
 
-    def _check_redirect(self, location: str) -> None:
-        host = urlsplit(location).netloc
-        if host and host not in self.profile.hosts:
-            raise errors.FapiaoError(f"refused a download redirected to a foreign host ({host})")
+    async def _get(self, page: Page, url: str, fmt: FileFormat) -> bytes:
+        timeout_ms = int(self.settings.timeout * 1000)
+        with answers.playwright_errors(f"fetching a {fmt.value.upper()} in the page"):
+            got = await asyncio.wait_for(page.evaluate(FETCH_IN_PAGE, [url, timeout_ms]), self.settings.timeout + 5)
+        if "error" in got:  # reset, cut short, timed out
+            raise errors.PortalUnavailable(f"download interrupted: {got['error']}")
+        headers = dict(got["headers"])
+        if 300 <= got["status"] < 400:  # not followed; where it pointed is known from the network event
+            headers["location"] = self._redirected_to.pop(_file_key(url), "")
+        body = base64.b64decode(got["body"])
+        return answers.file_bytes(got["status"], headers, body, url, fmt, self.profile.hosts)
+
+    async def _open(self, page: Page | None) -> Page:
+        """A page of the session on the query page (a new one, or `page` loaded afresh)."""
+        if page is None:
+            page = await self.context.new_page()
+            page.on("response", self._note_redirect)
+        await open_query_page(page, self.profile)
+        if self.profile.paths.query_page not in page.url:
+            raise errors.SessionLost("the portal sent the file page to its login page")
+        return page
+
+    def _note_redirect(self, response: Response) -> None:
+        if 300 <= response.status < 400 and self.profile.paths.file_api in response.url:
+            self._redirected_to[_file_key(response.url)] = response.headers.get("location", "")
+
+
+def _file_key(url: str) -> tuple[str, str]:
+    query = parse_qs(urlsplit(url).query)
+    return query.get("Fphm", [""])[0], query.get("Wjgs", [""])[0]
+
+
+class Files(Protocol):
+    """Where the Downloader gets a file's bytes: PageFiles, or a scripted stand-in in tests."""
+
+    async def fetch(self, row: InvoiceRow, fmt: FileFormat) -> bytes: ...
 
 
 class TaskFeed:
@@ -189,7 +245,7 @@ class Downloader:
 
     def __init__(
         self,
-        files: PortalFiles,
+        files: Files,
         verifier: Verifier,
         archive: Archive,
         settings: Settings,

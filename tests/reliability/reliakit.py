@@ -33,6 +33,7 @@ REPORT = REPO / "docs" / "reliability.md"
 # Short waits everywhere, one verification process: the suite shares two cores with other work.
 FAST: dict[str, Any] = {
     "rate_limit": 0.0, "not_ready_wait": 0.3, "backoff_max": 0.3, "workers": 1, "concurrency": 4, "timeout": 10.0,
+    "pause": 0.0, "pause_jitter": 0.0,
 }
 # The portal's SMS resend countdown, short enough that a re-login waits it out in seconds.
 QUICK_SMS = {"sms_resend_seconds": 3}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agentkit import run_async
@@ -14,8 +16,9 @@ from agent import errors
 from agent.archive import Archive
 from agent.config import Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, State, TaskFeed
-from agent.flows.session import SharedSession
+from agent.flows.session import SharedPage, SharedSession
 from agent.records import FileFormat, InvoiceRow
+from agent.retry import Gate
 
 GOOD, CUT, OTHER = b"%PDF- good", b"%PDF- cut", b"%PDF- another invoice"
 
@@ -144,3 +147,115 @@ def test_a_request_sent_on_the_old_session_that_fails_after_the_renewal_does_not
 def test_a_session_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(errors.SessionLost, match="keeps dying"):
         run(tmp_path, {"1": [errors.SessionLost("kicked out")]})
+
+
+# -- the file page: reloaded once for all on an anti-bot answer
+
+
+class FakePage:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    async def close(self) -> None:
+        pass
+
+
+class Opener:
+    """Opens or reloads the file page, slowly enough that other tasks arrive meanwhile."""
+
+    def __init__(self) -> None:
+        self.opened = self.reloaded = 0
+
+    async def __call__(self, page: object | None) -> object:
+        await asyncio.sleep(0.01)
+        if page is None:
+            self.opened += 1
+        else:
+            self.reloaded += 1
+        return FakePage(self.opened + self.reloaded)
+
+
+def test_an_anti_bot_answer_to_many_tasks_reloads_the_page_once_while_they_wait() -> None:
+    opener = Opener()
+    shared = SharedPage(opener, most_reloads_in_a_row=3)
+
+    async def task() -> int:
+        _, seen = await shared.current()
+        await asyncio.sleep(0)  # all tasks' requests in flight on the same page
+        await shared.reload(seen, "412 challenge")  # each was refused
+        _, now = await shared.current()
+        return now
+
+    generations = run_async(_gather(task() for _ in range(6)))
+    assert (opener.opened, opener.reloaded) == (1, 1)
+    assert generations == [2] * 6
+
+
+def test_a_page_the_portal_keeps_refusing_stops_the_run() -> None:
+    shared = SharedPage(Opener(), most_reloads_in_a_row=2)
+
+    async def refused_again_and_again() -> None:
+        for _ in range(3):
+            _, seen = await shared.current()
+            await shared.reload(seen, "Y: false")
+
+    with pytest.raises(errors.AntiBot, match="keeps refusing"):
+        run_async(refused_again_and_again())
+
+
+def test_a_good_answer_forgives_the_reloads_before_it() -> None:
+    shared = SharedPage(Opener(), most_reloads_in_a_row=1)
+
+    async def refused_then_answered() -> int:
+        for _ in range(4):
+            _, seen = await shared.current()
+            await shared.reload(seen, "412 challenge")
+            shared.answered()
+        return shared.reloads
+
+    assert run_async(refused_then_answered()) == 4
+
+
+def test_the_page_is_loaded_afresh_after_the_session_was_renewed() -> None:
+    opener = Opener()
+    shared = SharedPage(opener, most_reloads_in_a_row=1)
+
+    async def across_a_renewal() -> list[int]:
+        return [(await shared.current(session))[1] for session in (0, 0, 1, 1)]
+
+    assert run_async(across_a_renewal()) == [1, 1, 2, 2]
+    assert (opener.opened, opener.reloaded) == (1, 1)
+
+
+async def _gather(work: Iterable[Any]) -> list[Any]:
+    return list(await asyncio.gather(*work))
+
+
+# -- the politeness gate
+
+
+def test_the_gate_spaces_requests_by_a_random_pause_within_its_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    clock = iter(float(n) * 1e-6 for n in range(100))
+    monkeypatch.setattr("agent.retry.asyncio.sleep", sleep)
+    monkeypatch.setattr("agent.retry.time.monotonic", lambda: next(clock))
+    gate = Gate.of(Settings(pause=0.5, pause_jitter=0.5))
+
+    async def five_requests() -> None:
+        for _ in range(5):
+            await gate.wait()
+
+    run_async(five_requests())
+    assert len(slept) == 4  # the first request goes at once; the clock stands still, so each waits for its slot
+    gaps = [later - earlier for earlier, later in itertools.pairwise([0.0, *slept])]
+    assert all(0.5 - 1e-3 <= gap <= 1.0 + 1e-3 for gap in gaps), slept
+    assert len(set(slept)) > 1  # jittered, not a fixed beat
+
+
+def test_the_polite_defaults_are_one_call_at_a_time_half_a_second_to_a_second_apart() -> None:
+    settings = Settings()
+    assert (settings.concurrency, settings.pause, settings.pause + settings.pause_jitter) == (1, 0.5, 1.0)
