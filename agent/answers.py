@@ -41,6 +41,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent import errors
 from agent.browser import TLS_ERROR_MARKS, navigation_error
+from agent.parsers.listing import html_title
 from agent.portal import FILE_MAGIC, LOGIN_ERROR_CODES, Messages, Signals
 from agent.records import FileFormat
 
@@ -52,7 +53,6 @@ MESSAGES = Messages()
 SIGNALS = Signals()
 # Tencent-cloud error code families meaning "this request is wrong", not "try again later".
 REFUSED_CODE_PREFIXES = ("InvalidParameter", "MissingParameter", "UnsupportedOperation")
-_HTML_START = re.compile(rb"^\s*(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html|head|body)", re.IGNORECASE)
 
 
 def judge(
@@ -318,14 +318,6 @@ def _is_challenge(body: bytes) -> bool:
 def _is_script(body: bytes) -> bool:
     """A 200 whose body is a long script rather than data: the anti-bot check."""
     return len(body) >= SIGNALS.script_min_length and _says(body[:65536].decode("utf-8", "replace"), SIGNALS.challenge_marks)
-
-
-def html_title(body: bytes) -> str | None:
-    """The <title> of an HTML page ("" when it has none), or None when the body is not HTML."""
-    if not _HTML_START.match(body[:1024]):
-        return None
-    match = re.search(r"<title[^>]*>(.*?)</title>", body[:4096].decode("utf-8", "replace"), re.IGNORECASE | re.DOTALL)
-    return html.unescape(match.group(1)).strip() if match else ""
 
 
 def _html_text(body: bytes) -> str:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
 from agent.errors import (
-    FileCorrupt,
-    FileNotReady,
     Maintenance,
     PortalChanged,
     PortalUnavailable,
@@ -19,8 +16,8 @@ from agent.errors import (
     RateLimited,
     SessionLost,
 )
-from agent.parsers.listing import classify_error_body, html_title, parse_query_response, parse_table
-from agent.records import Direction, FileFormat, InvoiceRow
+from agent.parsers.listing import html_title, parse_query_response, parse_table
+from agent.records import Direction, InvoiceRow
 
 DIGITAL_ROW = {
     "Fphm": "25112000000012345678", "ZzfpDm": "", "Zzfphm": "", "FplxDm": "82", "FpztDm": "01", "FplyDm": "2",
@@ -162,59 +159,10 @@ def test_table_without_a_number_column_says_the_portal_changed() -> None:
         parse_table([h for h in TABLE_HEADERS if h != "数电发票号码"], [], Direction.received)
 
 
-MAINTENANCE_PAGE = "<!DOCTYPE html><html><head><title>系统维护 - 电子税务局</title></head><body><p>系统维护中，请稍后访问</p></body></html>"
 BUSY_PAGE = "<!DOCTYPE html><html><head><title>系统繁忙</title></head><body><h2>系统繁忙，请稍后再试</h2></body></html>"
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "error", "message"),
-    [
-        (
-            error_envelope("FailedOperation.FileNotReady", "文件生成中，请稍后再试"),
-            "application/json",
-            FileNotReady,
-            "文件生成中",
-        ),
-        (
-            error_envelope("AuthFailure.SessionExpired", "会话已失效，请重新登录"),
-            "application/json",
-            SessionLost,
-            "会话已失效",
-        ),
-        (
-            error_envelope("RequestLimitExceeded", "请求过于频繁，请稍后再试"),
-            "application/json",
-            RateLimited,
-            "频繁",
-        ),
-        (MAINTENANCE_PAGE, "text/html", Maintenance, "系统维护中"),
-        (BUSY_PAGE, "application/pdf", FileCorrupt, "^HTML page served as a PDF: 系统繁忙$"),
-        ("<html><body>会话已失效</body></html>", "text/html", SessionLost, "会话已失效"),
-    ],
-)
-def test_error_body_instead_of_a_file(
-    body: str, content_type: str, error: type[Exception], message: str
-) -> None:
-    found = classify_error_body(body.encode(), content_type)
-    assert type(found) is error
-    assert re.search(message, str(found))
-
-
-def test_html_served_for_an_ofd_names_the_format() -> None:
-    found = classify_error_body(BUSY_PAGE.encode(), "application/ofd", FileFormat.ofd)
-    assert isinstance(found, FileCorrupt) and str(found) == "HTML page served as an OFD: 系统繁忙"
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type"),
-    [
-        (b"%PDF-1.4 ...", "application/pdf"),
-        (b"PK\x03\x04...", "application/ofd"),
-        (b'{"Response": {"Data": {}}}', "application/json"),
-    ],
-)
-def test_body_that_is_no_error_is_left_to_verification(body: bytes, content_type: str) -> None:
-    assert classify_error_body(body, content_type) is None
+# What an error body instead of a file means is agent.answers' to say: tests/unit/test_answers.py.
 
 
 def test_html_title_only_for_html() -> None:
