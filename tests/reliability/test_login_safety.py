@@ -18,6 +18,7 @@ from reliakit import QUICK_SMS, audit, cli_env, file_requests, on_downloads, run
 from agent.config import load_settings
 from agent.errors import EXIT_LOGIN_REFUSED, EXIT_NEEDS_PERSON, EXIT_OK, EXIT_PORTAL_UNAVAILABLE
 from agent.job import MAX_RELOGINS
+from agent.portal import Paths
 from fixtures.portal.faults import FaultSpec
 from fixtures.portal.http_login import LoginFailed, log_in_over_http
 from fixtures.portal.scenario import Scenario
@@ -184,3 +185,76 @@ def test_an_expired_unattended_session_without_an_sms_source_sends_nothing_exit_
     assert login_record(mock_portal, DEMO_MOBILE)["attempts"] == 1  # yesterday's only: no password sent today
     assert len(mock_portal.sms_outbox(DEMO_MOBILE)) == 1  # and no SMS
     assert "SMS" in result.error and "fapiao login" in result.error and "nothing was typed" in result.error
+
+
+class LoginAnswerProxy:
+    """A reverse proxy on 127.0.0.1 in front of the mock that answers the password step itself with `answer`
+    (a shape no portal version this agent knows has sent) and passes everything else through; it counts the
+    password submissions it received."""
+
+    def __init__(self, portal: MockPortal, answer: bytes, content_type: str) -> None:
+        self.submissions = 0
+        proxy = self
+        upstream = httpx.Client(base_url=portal.url, timeout=60, trust_env=False, follow_redirects=False)
+        hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST" and self.path.split("?")[0].endswith(PASSWORD_STEPS):
+                    proxy.submissions += 1
+                    self._answer(200, [("Content-Type", content_type)], answer)
+                    return
+                headers = [(k, v) for k, v in self.headers.items() if k.lower() not in hop_by_hop]
+                response = upstream.request(self.command, self.path, headers=headers, content=body)
+                kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in hop_by_hop]
+                self._answer(response.status_code, kept, response.content)
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._upstream = upstream
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._upstream.close()
+
+
+PASSWORD_STEPS = Paths().sso_login_apis
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [
+        (b'{"status": "OK", "result": {"token": "x"}}', "application/json"),  # JSON without a code
+        (b"<!DOCTYPE html><html><head><title>\xe5\x8d\x87\xe7\xba\xa7\xe5\x85\xac\xe5\x91\x8a</title></head><body>...</body></html>", "text/html"),
+    ],
+    ids=["json-without-code", "html-page"],
+)
+@pytest.mark.mock_portal(invoices_per_month=4)
+def test_a_login_answer_not_understood_stops_and_later_unattended_runs_do_not_submit_again(
+    mock_portal: MockPortal, fast_settings: SettingsFactory, answer: bytes, content_type: str
+) -> None:
+    proxy = LoginAnswerProxy(mock_portal, answer, content_type)
+    try:
+        settings = fast_settings(portal_url=proxy.url)
+        first, second = run_agent(settings, login_only=True), run_agent(settings, login_only=True)
+    finally:
+        proxy.close()
+    assert (first.exit_code, second.exit_code) == (EXIT_LOGIN_REFUSED, EXIT_LOGIN_REFUSED), first.error
+    assert "not understood" in first.error and "not understood" in second.error and "no attempt" in second.error
+    assert proxy.submissions == 1
