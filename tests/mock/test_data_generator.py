@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from invoicekit import hand_made_invoice
 
 from agent.parsers.amounts import to_fen
 from agent.parsers.ids import is_valid_uscc
+from fixtures.data.catalog import REGION_BY_CODE
 from fixtures.data.generator import Universe
 from fixtures.data.model import Invoice
 
@@ -323,3 +325,73 @@ def test_ordinary_invoices_use_qr_kind_32_legacy_their_own_kind_and_paper_has_no
         False,
         False,
     ]
+
+
+# --- the calendar: nothing before the platforms, nothing after today, well-formed numbers ---------------------
+
+TODAY = date(2025, 10, 16)
+
+
+@pytest.fixture(scope="module")
+def dated() -> Universe:
+    return Universe(seed=7, companies=2, invoices_per_month=60, today=lambda: TODAY)
+
+
+@pytest.mark.parametrize(
+    "month",
+    ["1899-12", "2016-12", "2025-11", "2030-01", "9999-12", "0000-01", "2025-13", "2025-1", "october"],
+)
+def test_months_outside_the_calendar_hold_nothing(dated: Universe, month: str) -> None:
+    home = dated.companies[0].tax_id
+    assert dated.month(home, month, "received") == dated.month(home, month, "issued") == []
+
+
+def test_future_months_hold_nothing_on_the_real_today() -> None:
+    universe = Universe(invoices_per_month=10)
+    assert universe.month(universe.companies[0].tax_id, f"{date.today().year + 1}-01", "issued") == []
+
+
+def test_current_month_holds_its_complete_days_only(dated: Universe) -> None:
+    month = dated.month(dated.companies[0].tax_id, "2025-10", "received")
+    assert len(month) == round(60 * 15 / 31)  # 1 to 15 October: today's invoices are not listed yet
+    assert {invoice.issued_at.date() < TODAY for invoice in month} == {True}
+    first_day = Universe(invoices_per_month=60, today=lambda: date(2025, 10, 1))
+    assert first_day.month(first_day.companies[0].tax_id, "2025-10", "issued") == []
+
+
+def test_no_invoice_is_added_outside_the_calendar(dated: Universe) -> None:
+    with pytest.raises(ValueError, match="2025-11 holds no invoices"):
+        dated.add_invoice(dated.companies[0].tax_id, "2025-11", "received")
+
+
+def test_before_fully_digital_invoices_every_invoice_is_legacy(dated: Universe) -> None:
+    home = dated.companies[0].tax_id
+    before = dated.month(home, "2021-11", "issued") + dated.month(home, "2021-11", "received")
+    assert before and {invoice.kind for invoice in before} <= {"01", "04", "08", "10"}
+    assert {invoice.source for invoice in before} == {"1"}
+    assert any(invoice.kind in ("81", "82") for invoice in dated.month(home, "2021-12", "issued"))
+
+
+def well_formed(invoice: Invoice) -> bool:
+    """20-digit 数电 number: year and region of the issue; legacy: 12-digit code (region, year) + 8 digits."""
+    year = f"{invoice.issued_at:%y}"
+    if not invoice.legacy_code:
+        number = invoice.number
+        return bool(
+            number.isdigit() and len(number) == 20 and number[:2] == year and number[2:4] in REGION_BY_CODE
+        )
+    code, serial = invoice.legacy_code, invoice.legacy_number
+    return (code + serial == invoice.number and code.isdigit() and len(code) == 12 and len(serial) == 8
+            and serial.isdigit() and code[1:3] in REGION_BY_CODE and code[5:7] == year)  # fmt: skip
+
+
+def test_every_month_from_2017_to_today_has_well_formed_numbers_in_its_own_month(dated: Universe) -> None:
+    home = dated.companies[1].tax_id
+    months = [f"{year}-{month:02d}" for year in range(2017, 2026) for month in (1, 6, 12)] + ["2025-10"]
+    for month in months:
+        for direction in ("issued", "received"):
+            invoices = dated.month(home, month, direction)
+            assert invoices or month > "2025-10", month
+            assert [invoice.number for invoice in invoices if not well_formed(invoice)] == [], month
+            assert {f"{invoice.issued_at:%Y-%m}" for invoice in invoices} <= {month}
+            assert all(invoice.issued_at.date() < TODAY for invoice in invoices)
