@@ -21,8 +21,8 @@ WARM_TIMEOUT = 3600.0  # the first warm-up of a 10,000-invoice month renders 30,
 class MockPortalProcess:
     """`python -m agent mock-portal` on a scenario of `invoices` per month (both directions together)."""
 
-    def __init__(self, invoices: int, workdir: Path, env: dict[str, str]) -> None:
-        self.invoices, self.workdir, self.env = invoices, workdir, env
+    def __init__(self, invoices: int, workdir: Path, env: dict[str, str], realistic: bool = False) -> None:
+        self.invoices, self.workdir, self.env, self.realistic = invoices, workdir, env, realistic
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
@@ -30,6 +30,7 @@ class MockPortalProcess:
         scenario = self.workdir / f"bench-{self.invoices}.toml"
         # sms_resend_seconds = 0: with --repeat the agent logs in again at once, and would wait out the throttle
         portal = f"invoices_per_month = {self.invoices // 2}\nsms_resend_seconds = 0\n"
+        portal += f"realistic = {str(self.realistic).lower()}\n"  # signed, encrypted requests (contract 1)
         scenario.write_text(f'name = "bench-{self.invoices}"\n\n[portal]\n{portal}', encoding="utf-8")
         command = [sys.executable, "-m", "agent", "mock-portal", "--scenario", str(scenario), "--seed", str(SEED)]
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=self.env)
