@@ -119,6 +119,8 @@ def test_every_preset_loads() -> None:
         "hostile",
         "maintenance",
         "password_roles",
+        "plain",
+        "realistic",
         "renamed",
         "session",
         "shifting",
@@ -130,6 +132,11 @@ def test_every_preset_loads() -> None:
     renamed = load_scenario("renamed").portal
     assert (renamed.login_variant, renamed.entry) == ("renamed", "sphandler")
     assert load_scenario("sphandler").portal.entry == "sphandler"
+    realistic, plain = load_scenario("realistic").portal, load_scenario("plain").portal
+    assert (realistic.realistic, realistic.entry) == (True, "sphandler")
+    assert (plain.realistic, plain.entry) == (False, "callback")
+    assert load_scenario("default", realistic=True).portal.entry == "sphandler"  # realistic: by spHandler
+    assert load_scenario("default", realistic=True, entry="callback").portal.entry == "callback"
     assert {fault.kind for fault in load_scenario("hostile").faults} == {
         "html_as_pdf", "wrong_bytes", "format_swap", "truncated_pdf", "drop_connection"
     }  # fmt: skip

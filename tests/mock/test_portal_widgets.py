@@ -59,6 +59,7 @@ def test_kind_select_opens_a_popup_and_toggles_options(page: Page, mock_portal: 
     drive.pick_dates(page, "2025-10-01", "2025-10-31")
     body = sent_query(page, lambda: page.click("button.query-btn"))
     assert body["FplxDm"] == ["81", "82"] and body["FpztDm"] == [] and set(body) == BODY_KEYS
+    expect(page.locator(".t-table tbody tr.t-table__row").first).to_be_visible()
     kinds = page.locator(".t-table tbody tr.t-table__row td:nth-child(13)").all_inner_texts()
     assert kinds and set(kinds) <= {"数电票（增值税专用发票）", "数电票（普通发票）"}
 
