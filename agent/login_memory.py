@@ -7,7 +7,8 @@ login and password, hashed with scrypt (N=2**17, r=8, p=1: OWASP's setting, abou
 and a random salt, so the password cannot be cheaply recovered from the file. While the record stands, an
 unattended run with the same credentials makes no attempt (exit 3 at once): one wrong password in a cron job
 costs one attempt, not one per run until the account locks. A changed password (or company id, or login) is
-tried once; a person's interactive run (`fapiao login`) clears the record and tries.
+tried once; a person's interactive run (`fapiao login`) tries whatever the record says. The record goes when
+the portal accepts the password, and is written afresh when it refuses again.
 
 Why a fingerprint and not the password source's name: the usual fix is a new password behind the same source
 (`pass edit`, the keyring, the .env), which the source's name cannot see; and a source's text is no safe thing
@@ -84,7 +85,6 @@ class LoginMemory:
         if interactive:
             log.warning("account %s: a person is at the terminal, so the login refused on %s is tried again",
                         self.account_name, f"{refusal.when:%Y-%m-%d %H:%M}")
-            self.forget_refusal()
         elif not hmac.compare_digest(refusal.fingerprint, fingerprint(account, password, bytes.fromhex(refusal.salt))):
             log.warning("account %s: the credentials changed since the login refused on %s; trying them once",
                         self.account_name, f"{refusal.when:%Y-%m-%d %H:%M}")
@@ -95,8 +95,8 @@ class LoginMemory:
         return (
             f"account {self.account_name!r}: the portal refused its login on {refusal.when:%Y-%m-%d %H:%M} "
             f"({refusal.reason}). This unattended run made no attempt: each wrong attempt brings the account "
-            "closer to being locked. Once the cause is fixed, run `fapiao login` (a person at the terminal "
-            "clears this and tries); a changed password is tried once by itself"
+            "closer to being locked. Once the cause is fixed, run `fapiao login` (with a person at the terminal "
+            "it tries, and an accepted login clears this); a changed password is tried once by itself"
         )
 
     def remember_refusal(self, refused: errors.LoginRefused, account: Account, password: SecretStr) -> None:

@@ -198,6 +198,7 @@ async def _submit_password(page: Page, profile: PortalProfile, given: LoginInput
         answer = await _call(page, profile.paths.sso_login_apis, lambda: page.click(profile.login.submit))
         if login_succeeded(answer):
             log.info("password accepted for account %s", given.account_name)
+            given.memory.forget_refusal()  # these credentials are good: a later refusal is recorded afresh
             return
         message = str(answer.get("msg", ""))
         if not any(m in message for m in messages.captcha_rejected + messages.slider_rejected):
@@ -298,9 +299,20 @@ async def _after_password(page: Page, profile: PortalProfile, given: LoginInput)
                 deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000  # a person may have taken a while
                 break
         await page.wait_for_timeout(100)
-    raise errors.AnswerNotUnderstood(
-        f"after the password, the login page showed none of the steps this agent knows (at {_shown(page.url)}"
-        f"{urlsplit(page.url).path}) and did not reach the invoice platform", ""
+    raise await _stuck(page, profile)
+
+
+async def _stuck(page: Page, profile: PortalProfile) -> errors.FapiaoError:
+    """Why the login did not reach the platform: the login page showing no step this agent knows is an answer
+    not understood (recorded, not tried again unattended); a page beyond it that is slow or down is transient."""
+    where = f"{_shown(page.url)}{urlsplit(page.url).path}"
+    if not await page.locator(profile.login.company_id).count():
+        return errors.PortalUnavailable(f"the login went on to {where} but did not reach the invoice platform in time")
+    toast = page.locator(profile.login.error_toast)
+    said = (await toast.first.inner_text()).strip() if await toast.count() else ""
+    return errors.AnswerNotUnderstood(
+        f"after the password, the login page showed none of the steps this agent knows (at {where})"
+        + (f" and said {said[:80]!r}" if said else ""), ""
     )
 
 
