@@ -11,7 +11,7 @@ from fixtures.pytest_plugin import MockPortal
 QUERY_API = "/szzhzz/qlfpcx/v1/queryFpjcxx"
 QUERY = {"Gjbq": "1", "Kprqq": "2025-10-01", "Kprqz": "2025-10-31", "PageNumber": 1, "PageSize": 10}
 
-pytestmark = pytest.mark.mock_portal(invoices_per_month=20)
+pytestmark = pytest.mark.mock_portal("plain", invoices_per_month=20)
 
 
 def test_truth_lists_the_month_with_files_and_hashes(mock_portal: MockPortal) -> None:
@@ -47,7 +47,7 @@ def test_accounts_lists_the_five_people(mock_portal: MockPortal) -> None:
     assert {account["password"] for account in accounts.values()} == {"Fapiao#2025"}
 
 
-@pytest.mark.mock_portal(password="Other#1")
+@pytest.mark.mock_portal("plain", password="Other#1")
 def test_password_comes_from_the_scenario(mock_portal: MockPortal) -> None:
     assert {account["password"] for account in mock_portal.accounts()["accounts"]} == {"Other#1"}
     mock_portal.log_in(mock_portal.client())

@@ -14,6 +14,9 @@ from fixtures.pytest_plugin import MockPortal
 FILE_API = "/kpfw/fpjfzz/v1/exportDzfpwj"
 QR_API = "/kpfw/fpjfzz/v1/exportDzfpwjEwm"
 
+# an HTTP client: realistic mode refuses it (test_portal_realistic)
+pytestmark = pytest.mark.mock_portal("plain")
+
 
 @pytest.fixture
 def client(mock_portal: MockPortal) -> httpx.Client:

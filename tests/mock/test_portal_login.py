@@ -15,6 +15,8 @@ QUERY_PAGE = "/invoice-query/invoice-query"
 QUERY_API = "/szzhzz/qlfpcx/v1/queryFpjcxx"
 QUERY = {"Gjbq": "1", "Kprqq": "2025-10-01", "Kprqz": "2025-10-31", "PageNumber": 1, "PageSize": 10}
 
+pytestmark = pytest.mark.mock_portal("plain")  # the callback entry, and the query API without signatures
+
 
 def companies(portal: MockPortal) -> list[str]:
     return [company["tax_id"] for company in portal.accounts()["companies"]]
@@ -64,7 +66,7 @@ def test_wrong_password_is_2035_and_counted(mock_portal: MockPortal, client: htt
     assert login == {"attempts": 1, "wrong_passwords": 1, "locked": False}
 
 
-@pytest.mark.mock_portal(lock_after=3)
+@pytest.mark.mock_portal("plain", lock_after=3)
 def test_account_locks_after_lock_after_wrong_passwords_even_for_the_right_one(
     mock_portal: MockPortal, client: httpx.Client
 ) -> None:
@@ -133,7 +135,7 @@ def test_slider_dragged_short_of_the_end_gets_no_ticket(client: httpx.Client) ->
     assert refused.value.code == 2001
 
 
-@pytest.mark.mock_portal(captcha=True)
+@pytest.mark.mock_portal("plain", captcha=True)
 def test_image_captcha_right_answer_passes(mock_portal: MockPortal, client: httpx.Client) -> None:
     captcha_id = new_captcha(client)
     answer = mock_portal.captcha_answer(captcha_id)
@@ -144,7 +146,7 @@ def test_image_captcha_right_answer_passes(mock_portal: MockPortal, client: http
     assert reply["code"] == 1000
 
 
-@pytest.mark.mock_portal(captcha=True)
+@pytest.mark.mock_portal("plain", captcha=True)
 def test_image_captcha_wrong_answer_is_refused_and_spends_the_captcha(
     mock_portal: MockPortal, client: httpx.Client
 ) -> None:
@@ -157,7 +159,7 @@ def test_image_captcha_wrong_answer_is_refused_and_spends_the_captcha(
     assert reused["code"] == 2007
 
 
-@pytest.mark.mock_portal(captcha=True)
+@pytest.mark.mock_portal("plain", captcha=True)
 def test_image_captcha_is_a_png(client: httpx.Client) -> None:
     image = client.get("/sys-api/v1.0/auth/captcha").json()["data"]["image"]
     assert image.startswith("data:image/png;base64,iVBORw0KGgo")

@@ -14,7 +14,7 @@ from fixtures.pytest_plugin import MockPortal
 QUERY_API = "/szzhzz/qlfpcx/v1/queryFpjcxx"
 OCTOBER = {"Kprqq": "2025-10-01", "Kprqz": "2025-10-31"}
 
-pytestmark = pytest.mark.mock_portal(invoices_per_month=45)
+pytestmark = pytest.mark.mock_portal("plain", invoices_per_month=45)
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_page_past_the_end_is_empty_with_the_total(client: httpx.Client) -> None
     assert (data["Total"], data["List"]) == (45, [])
 
 
-@pytest.mark.mock_portal(invoices_per_month=0)
+@pytest.mark.mock_portal("plain", invoices_per_month=0)
 def test_empty_month_has_no_rows(client: httpx.Client) -> None:
     assert answer(client)["Data"]["Total"] == 0
 
@@ -132,7 +132,7 @@ def test_range_longer_than_the_limit_is_refused(client: httpx.Client) -> None:
     assert error == {"Code": "InvalidParameter", "Message": "开票日期起止范围不能超过31天"}
 
 
-@pytest.mark.mock_portal(max_range_days=7)
+@pytest.mark.mock_portal("plain", max_range_days=7)
 def test_range_limit_comes_from_the_scenario(client: httpx.Client) -> None:
     assert (
         answer(client, Kprqq="2025-10-01", Kprqz="2025-10-08")["Error"]["Message"]
@@ -184,7 +184,7 @@ def test_export_of_nothing_is_refused(client: httpx.Client) -> None:
     assert error["Message"] == "导出数据量不能为空或不能为零"
 
 
-@pytest.mark.mock_portal(invoices_per_month=45, export_limit=10)
+@pytest.mark.mock_portal("plain", invoices_per_month=45, export_limit=10)
 def test_export_over_the_limit_is_refused(client: httpx.Client) -> None:
     for path in ("/szzhzz/qlfpcx/v1/checkFpCount", "/szzhzz/qlfpcx/v1/exportFpxx"):
         assert answer(client, path)["Error"]["Message"] == "请限制开票日期"
