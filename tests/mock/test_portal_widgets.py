@@ -13,7 +13,8 @@ from playwright.sync_api import Page, expect
 from fixtures.portal import drive
 from fixtures.pytest_plugin import MockPortal
 
-pytestmark = [pytest.mark.browser, pytest.mark.mock_portal(invoices_per_month=45)]
+# plain: these tests read the query body the page sends, which realistic mode encrypts
+pytestmark = [pytest.mark.browser, pytest.mark.mock_portal("plain", invoices_per_month=45)]
 
 QUERY_API = "**/szzhzz/qlfpcx/v1/queryFpjcxx*"
 PANEL = "div.t-date-range-picker__panel"
