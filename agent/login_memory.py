@@ -86,7 +86,7 @@ class LoginMemory:
             log.warning("account %s: a person is at the terminal, so the login refused on %s is tried again",
                         self.account_name, f"{refusal.when:%Y-%m-%d %H:%M}")
         elif not hmac.compare_digest(refusal.fingerprint, fingerprint(account, password, bytes.fromhex(refusal.salt))):
-            log.warning("account %s: the credentials changed since the login refused on %s; trying them once",
+            log.info("account %s: the credentials changed since the login refused on %s; trying them once",
                         self.account_name, f"{refusal.when:%Y-%m-%d %H:%M}")
         else:
             raise errors.RefusalRemembered(self._refused_message(refusal))

@@ -135,8 +135,8 @@ def _before_typing(given: LoginInput) -> None:
     given.memory.check(given.account, given.password, given.interactive)
     if given.sms.needs_person and given.memory.asks_sms() is not False:
         raise errors.NeedsPerson(
-            f"account {given.account_name!r}: the saved session has expired and the portal asks for an SMS code at "
-            "login, with nobody at the terminal (sms = \"prompt\"); nothing was typed and no SMS was sent. Run "
+            f"account {given.account_name!r} has no live saved session, and the portal asks for an SMS code at login "
+            "with nobody at the terminal (sms = \"prompt\"); nothing was typed and no SMS was sent. Run "
             "`fapiao login` once interactively (the saved session then serves scheduled runs), or configure an "
             "automatic SMS source (sms = \"file:...\" or \"command:...\", see README)"
         )
