@@ -166,6 +166,7 @@ class Settings(BaseSettings):
     unavailable_wait: float = Field(120.0, ge=0, description="longest wait for maintenance to end before exit 5")
     verify_qr: bool = Field(True, description="cross-check the QR payload of each PDF")
     workers: int = Field(0, ge=0, description="verification processes (0 = one per core)")
+    max_file_mb: int = Field(20, ge=1, le=2048, description="largest file accepted, MB; a larger one is corrupt")
 
     # Browser
     browser_path: Path | None = Field(None, description="Chromium executable; default: Playwright's, then PATH")

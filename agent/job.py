@@ -291,7 +291,7 @@ class Job:
 
     async def _run_accounts(self, accounts: list[tuple[str, Account]]) -> RunSummary:
         chromium = find_chromium(self.settings.browser_path, self.settings.headless)
-        self.verifier = Verifier(self.settings.workers, self.settings.verify_qr)
+        self.verifier = Verifier(self.settings.workers, self.settings.verify_qr, self.settings.max_file_mb << 20)
         try:
             async with BrowserSession(chromium, self.settings.state_dir, self.settings.headless, self.settings.insecure) as self.browser_session:
                 total = RunSummary()

@@ -27,6 +27,7 @@ from agent.parsers.qr import QrPayload, parse_qr_payload
 from agent.records import FileFormat, FileStatus, InvoiceFields, InvoiceRow, Verdict
 
 SUFFIX_FORMATS = {".pdf": FileFormat.pdf, ".ofd": FileFormat.ofd, ".xml": FileFormat.xml}
+MAX_FILE_BYTES = 20 << 20  # the default of the `max_file_mb` setting: real invoice files are under 1 MB
 # What a kind prints, by FplxDm, where it differs from an ordinary invoice (number, date, amount before tax,
 # total, seller's tax id; plus the 发票代码 of a legacy one). Fields a kind does not print are never required.
 ORDINARY_PRINTS = ("number", "date", "amount", "total", "seller_tax_id")
@@ -35,6 +36,12 @@ PRINTED: dict[str, tuple[str, ...]] = {
     "61": ("number", "date"),  # 航空运输电子客票行程单: its own table (no sample of ours yet): identity only
 }
 _NUMBER_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def check_size(size: int, limit: int = MAX_FILE_BYTES) -> None:
+    """A file larger than `limit` bytes is no invoice file (and is not read): FileCorrupt."""
+    if size > limit:
+        raise FileCorrupt(f"{size / 2**20:.1f} MB: larger than an invoice file may be ({limit / 2**20:g} MB)")
 
 
 def check_pdf(data: bytes, row: InvoiceRow | None, *, check_qr: bool = True) -> InvoiceFields:
@@ -188,14 +195,19 @@ def _is_amount(text: str, value: Decimal) -> bool:
     return bool(_NUMBER_TEXT.fullmatch(text)) and Decimal(text) == value
 
 
-def verify_file(path: Path, row: InvoiceRow | None, *, check_qr: bool = True) -> Verdict:
+def verify_file(
+    path: Path, row: InvoiceRow | None, *, check_qr: bool = True, max_bytes: int = MAX_FILE_BYTES
+) -> Verdict:
     """The verdict on one file on disk, by its suffix (.pdf, .ofd, .xml; anything else is read as a PDF)."""
+    fields: InvoiceFields | None = None
     try:
+        check_size(path.stat().st_size, max_bytes)  # before reading it
         data = path.read_bytes()
+    except FileCorrupt as exc:
+        return Verdict(path=str(path), status=FileStatus.corrupt, reason=str(exc))
     except OSError as exc:
         return Verdict(path=str(path), status=FileStatus.unreadable, reason=exc.strerror or str(exc))
     fmt = SUFFIX_FORMATS.get(path.suffix.lower(), FileFormat.pdf)
-    fields: InvoiceFields | None = None
     try:
         if fmt is FileFormat.pdf:
             fields = parse_invoice_pdf(data, read_qr=check_qr)  # kept for the verdict, even on a mismatch

@@ -22,7 +22,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import CancelledError
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -39,7 +39,8 @@ from agent.flows.session import SharedPage, SharedSession
 from agent.portal import PortalProfile
 from agent.records import FileFormat, InvoiceRow
 from agent.retry import Gate, gave_up, retrying
-from agent.verify import check_other_format, check_pdf
+from agent.verify import MAX_FILE_BYTES, check_other_format, check_pdf, check_size
+from agent.workers import CheckPool
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,16 @@ class Verifier:
     download never pays for them: on 2 cores their start slowed a rerun's listing by a tenth), in a thread, as
     each takes a few tenths of a second to start and the event loop must go on meanwhile."""
 
-    def __init__(self, workers: int, check_qr: bool) -> None:
+    def __init__(self, workers: int, check_qr: bool, max_file_bytes: int = MAX_FILE_BYTES) -> None:
         # forkserver: forking a process that runs threads (Playwright's, the mock's) is unsafe
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["agent.verify"])  # imported once, not once per worker
         self._count = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(max_workers=self._count, mp_context=context)
+        # workers under memory and CPU limits; one killed by them costs only its file (agent/workers.py)
+        self._pool = CheckPool(self._count, context)
         self._started: asyncio.Future[None] | None = None
         self.check_qr = check_qr
+        self.max_file_bytes = max_file_bytes
 
     def warm_up(self) -> asyncio.Future[None]:
         """Start every worker now, off the event loop, once; the future is done when they are up."""
@@ -107,9 +110,9 @@ class Verifier:
                 started.result()
 
     async def verify(self, data: bytes, row: InvoiceRow, fmt: FileFormat) -> None:
+        check_size(len(data), self.max_file_bytes)  # before the bytes travel to a worker
         await asyncio.shield(self.warm_up())  # submitting while the workers start would block the event loop
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, verify_bytes, data, row, fmt, self.check_qr)
+        await self._pool.run(verify_bytes, data, row, fmt, self.check_qr)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -19,7 +19,8 @@ of ordinary characters; those, and only those, are folded to their ordinary form
 Why pdfium (pypdfium2) and not pdfplumber: pdfminer interprets a page in pure Python, 26-33 ms for a real
 invoice page; pdfium loads one in about 1 ms (13 ms with heavy images; 5 ms for the mock's, whose font it must
 substitute) and the whole parse adds 3-4 ms to the load. Only page 1 is read unless it lacks the totals (a long
-invoice continues on the next pages).
+invoice continues on the next pages). Before pdfium sees a file, pdf_bounds holds it to its bounds (inflated
+content, pages): a hostile file is corrupt, not a run's memory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pypdfium2.raw as pdfium_c
 from agent.errors import FileCorrupt
 from agent.parsers.amounts import parse_amount
 from agent.parsers.listing import html_title
+from agent.parsers.pdf_bounds import check_inflation, check_page_count
 from agent.parsers.qr import PDFIUM_LOCK, decode_qr_page
 from agent.records import InvoiceFields
 
@@ -163,11 +165,13 @@ def _check_envelope(data: bytes) -> None:
         raise FileCorrupt(f"not a PDF (starts with {data[:16]!r})")
     if b"%%EOF" not in data[-EOF_WINDOW:]:
         raise FileCorrupt("truncated: no %%EOF")
+    check_inflation(data)  # before pdfium inflates anything: a flate bomb is refused here
 
 
 def _read_document(pdf: pdfium.PdfDocument, read_qr: bool) -> tuple[list[Line], str | None]:
     if len(pdf) == 0:
         raise FileCorrupt("cannot be opened: the document has no pages")
+    check_page_count(len(pdf))
     first = pdf[0]
     lines = _page_lines(first, offset=0.0)
     qr_payload = decode_qr_page(first) if read_qr else None

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zlib
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hostilekit import flate_bomb_pdf, many_pages_pdf
 
 from agent.errors import ContentMismatch, FileCorrupt
 from agent.parsers.listing import parse_query_response
+from agent.parsers.pdf_bounds import check_inflation
 from agent.records import Direction, FileFormat, FileStatus, InvoiceFields, InvoiceRow
-from agent.verify import check_other_format, check_pdf, pdf_problems, verify_file
+from agent.verify import check_other_format, check_pdf, check_size, pdf_problems, verify_file
 from fixtures.data.generator import Universe
 from fixtures.data.model import Invoice
 from fixtures.data.render_ofd import render_ofd
@@ -339,3 +344,71 @@ def test_verify_file_reads_an_ofd_by_its_suffix(month: list[Invoice], tmp_path: 
     (tmp_path / "a.ofd").write_bytes(render_pdf(invoice))
     verdict = verify_file(tmp_path / "a.ofd", listed(invoice))
     assert (verdict.status, verdict.reason) == (FileStatus.corrupt, "PDF served for an OFD request")
+
+
+# --- hostile files: bounded checks ------------------------------------------------------------------------------
+
+BOMB_CHECK = """
+import json, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # so that a failing check cannot take the machine
+from agent.verify import verify_file
+verdict = verify_file(Path(sys.argv[1]), None)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"status": verdict.status, "reason": verdict.reason, "peak_kib": peak}))
+"""
+MEMORY_BOUND_KIB = 200 * 1024  # the whole `fapiao verify`-like process, Python and pdfium included
+
+
+def test_flate_bomb_is_corrupt_within_a_stated_memory_bound(tmp_path: Path) -> None:
+    """4 MB inflating to 4 GiB: 5.3 GB of memory and 30 s before the bounds; now refused before pdfium reads it."""
+    bomb = tmp_path / "bomb.pdf"
+    bomb.write_bytes(flate_bomb_pdf())
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB_CHECK, str(bomb)],
+        check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdict = json.loads(done.stdout)
+    assert (verdict["status"], verdict["reason"]) == (
+        "corrupt",
+        "content inflates to more than 64 MiB (a flate bomb?)",
+    )
+    assert verdict["peak_kib"] < MEMORY_BOUND_KIB
+
+
+def test_ten_thousand_pages_are_corrupt_before_any_page_is_read(tmp_path: Path) -> None:
+    """Page 1 has text and no totals: unbounded, every page was read (56 s) and the file passed."""
+    many = tmp_path / "many.pdf"
+    many.write_bytes(many_pages_pdf())
+    verdict = verify_file(many, None)
+    assert (verdict.status, verdict.reason) == (
+        FileStatus.corrupt,
+        "10000 pages: more than an invoice file has (at most 100)",
+    )
+
+
+def test_a_file_over_the_size_limit_is_corrupt_and_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.7\n" + b" " * (3 << 20))
+    verdict = verify_file(big, None, max_bytes=2 << 20)
+    assert (verdict.status, verdict.reason) == (
+        FileStatus.corrupt,
+        "3.0 MB: larger than an invoice file may be (2 MB)",
+    )
+    with pytest.raises(FileCorrupt, match=r"^20.0 MB: larger than an invoice file may be \(20 MB\)$"):
+        check_size(20 << 20 | 1)
+
+
+def test_chained_flate_filters_are_followed() -> None:
+    """A bomb inside a bomb: FlateDecode applied twice, the outer stream small and innocent-looking."""
+    inner = flate_bomb_pdf(256 << 20).split(b"stream\n", 1)[1].split(b"\nendstream", 1)[0]
+    outer = zlib.compress(inner, 9)
+    assert len(outer) < 1 << 20
+    with pytest.raises(FileCorrupt, match="inflates to more than 64 MiB"):
+        check_inflation(b"<< /Filter [/FlateDecode /FlateDecode] >>\nstream\n" + outer + b"\nendstream")
+
+
+def test_real_invoices_inflate_far_below_the_bound() -> None:
+    for path in sorted(SAMPLES.rglob("*.pdf")):
+        assert check_inflation(path.read_bytes()) < 1 << 20, path.name
