@@ -213,6 +213,20 @@ def test_the_page_signs_its_query_and_its_downloads(page: Page, portal: MockPort
 
 
 @pytest.mark.browser
+def test_the_page_exports_through_the_signed_api(page: Page, portal: MockPortal) -> None:
+    portal.reset()
+    open_query_page(page, portal)
+    drive.query(page)
+    expect(page.locator(".t-pagination__total")).to_have_text("共 20 条")
+    page.click(".export-btn")
+    with page.expect_download() as download:
+        page.click(".t-dropdown__item.export-all")
+    assert download.value.path().read_bytes().startswith(b"PK")  # an xlsx
+    expect(page.locator(".t-message.t-is-success")).to_have_text("已导出 20 条")
+    assert portal.counters()["export_calls"] == 1 and portal.counters()["security"]["refused"] == {}
+
+
+@pytest.mark.browser
 def test_fetch_inside_the_page_gets_the_file(page: Page, portal: MockPortal) -> None:
     portal.reset()
     open_query_page(page, portal)
