@@ -53,6 +53,7 @@ NEAR_RIGHT = 4.0  # a value printed apart starts at most this many heights right
 NEAR_BELOW = 2.5  # ... or at most this many heights below it
 RECENT_LINES = 8  # glyphs come top to bottom: one can only join one of the last few lines begun
 KEPT_SPACES = " \u3000"  # spaces the file prints, half and full width
+FREE_TEXT = ("remark",)  # labels whose value may hold other labels' words
 BOX_EDGES = ("upper", "lower", "clerk", "sum")  # labels on the lines above and below the remark box
 REMARK_LINE_GAP = 1.8  # remark lines follow each other closer than this many caption heights
 # Look-alikes of ordinary CJK characters: CJK radicals supplement, Kangxi radicals, compatibility ideographs.
@@ -295,15 +296,23 @@ def _first(lines: list[Line], pattern: re.Pattern[str]) -> Found | None:
     return next(_search(lines, pattern), None)
 
 
-def _value_of(lines: list[Line], label: Found, pattern: re.Pattern[str]) -> Found | None:
-    """The match of `pattern` nearest to the label: right of it on its line or a neighbour, else below it."""
+def _value_of(
+    lines: list[Line], label: Found, pattern: re.Pattern[str], free_text: bool = False
+) -> Found | None:
+    """The match of `pattern` nearest to the label: right of it on its line or a neighbour, else below it.
+    A value stops at the next label on the label's line, unless it is free text (a remark may say 发票号码)."""
     height = label.line.height
     best: tuple[float, Found] | None = None
     for line in lines:
         rise = line.center - label.line.center
         if abs(rise) > NEAR_BELOW * height:
             continue
-        for match in pattern.finditer(line.text, *_value_span(line, label)):
+        span = (
+            (label.match.end(), len(line.text))
+            if free_text and line is label.line
+            else _value_span(line, label)
+        )
+        for match in pattern.finditer(line.text, *span):
             found = Found(line, match)
             distance = _distance(label, found, rise, height)
             if distance is not None and (best is None or distance < best[0]) and not _is_label(found):
@@ -345,7 +354,7 @@ def _is_label(found: Found) -> bool:
 def _labelled(lines: list[Line], label: str, value: str | None = None) -> Iterator[tuple[Found, Found]]:
     """Every (label, value) pair for the label; `value` names the value pattern when it differs."""
     for found in _search(lines, LABELS[label]):
-        match = _value_of(lines, found, VALUES[value or label])
+        match = _value_of(lines, found, VALUES[value or label], free_text=label in FREE_TEXT)
         if match:
             yield found, match
 

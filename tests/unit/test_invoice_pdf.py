@@ -400,6 +400,17 @@ def test_remark_holding_a_label_of_its_own_still_reads() -> None:
     assert parse_invoice_pdf(draw_pdf(texts)).remark == "被红冲蓝字数电发票号码：25312000000012340000"
 
 
+def test_remark_written_across_its_line_keeps_the_labels_it_quotes() -> None:
+    """备注：… on one line: a red-letter remark quoting 发票号码 is read whole, not cut at that label."""
+    kept = [
+        t
+        for t in digital_labels() + digital_values()
+        if t[2] not in ("备", "注") and not t[2].startswith("被红冲")
+    ]
+    texts = [*kept, (24, 334, "备注：被红冲蓝字数电发票号码：25312000000012340000", 8)]
+    assert parse_invoice_pdf(draw_pdf(texts)).remark == "被红冲蓝字数电发票号码：25312000000012340000"
+
+
 RAIL_NUMBER = "25119110172000044123"
 
 
