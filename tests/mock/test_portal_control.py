@@ -115,6 +115,7 @@ def test_every_preset_loads() -> None:
         "big",
         "captcha",
         "default",
+        "firm",
         "flaky",
         "hostile",
         "maintenance",
