@@ -2,6 +2,7 @@
 
     FapiaoError                      (exit 1)
     ├── SettingsError                (exit 2)  a bad flag, value or config file; names the setting and the fix
+    │   └── CompanyNotLinked                   a configured company the person's login does not list
     ├── ArchiveError                 (exit 2)  the output folder cannot be written (permissions, disk full)
     │   └── ArchiveBusy              (exit 75) another run works on this archive (its pid and start); --wait
     ├── LoginRefused                 (exit 3)  the portal said no: NEVER retried
@@ -52,6 +53,11 @@ class FapiaoError(Exception):
 
 class SettingsError(FapiaoError):
     exit_code = EXIT_USAGE
+
+
+class CompanyNotLinked(SettingsError):
+    """A company configured for a person is not among the companies the portal links to that person's login
+    (selectRelationList), or the portal refused the switch to it (2034): the other companies still run."""
 
 
 class ArchiveError(FapiaoError):

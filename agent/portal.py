@@ -75,6 +75,19 @@ class QueryPage(BaseModel):
     download_button: str = '.t-dialog.download-dialog button[data-format="{fmt}"]'
 
 
+class CompanySwitch(BaseModel):
+    """切换企业 in the query page's header (one person, many companies): the company the page acts for, and the
+    dialog listing the companies linked to the person (filled from selectRelationList's answer)."""
+
+    current: str = ".company-switch .current-company[data-tax-id]"
+    current_of: str = '.company-switch .current-company[data-tax-id="{tax_id}"]'
+    tax_id_attribute: str = "data-tax-id"
+    open: str = ".company-switch button.switch-company"  # 切换企业
+    dialog: str = ".t-dialog.company-dialog"
+    item: str = '.t-dialog.company-dialog li.company-item[data-tax-id="{tax_id}"]'  # a click switches (changeUser)
+    close: str = ".t-dialog.company-dialog .t-dialog__close"
+
+
 class Paths(BaseModel):
     """Paths relative to the invoice platform (dppt) host, unless named sso."""
 
@@ -94,6 +107,9 @@ class Paths(BaseModel):
         "/sys-api/v1.0/auth/user/second/smsCodeLogin",
     )
     sso_role_apis: tuple[str, ...] = ("/sys-api/v1.0/auth/enterprise/quick/quickLogin",)
+    # One person, many companies: the companies linked to the person, and the switch to another of them.
+    sso_relations_api: str = "/sys-api/v1.0/idm/internal/relation/selectRelationList"
+    sso_change_user_api: str = "/sys-api/v1.0/auth/oauth2/changeUser"
 
 
 class Messages(BaseModel):
@@ -167,6 +183,10 @@ PAPER_KINDS: frozenset[str] = frozenset({"01", "04", "85", "86"})  # 85/86: full
 
 FORMAT_PARAM: dict[FileFormat, str] = {FileFormat.pdf: "PDF", FileFormat.ofd: "OFD", FileFormat.xml: "XML"}
 
+# selectRelationList items -> LinkedCompany fields (agent.flows.switch); Dqqy "Y" marks the current company.
+RELATION_FIELDS: dict[str, str] = {"Nsrsbh": "tax_id", "Nsrmc": "name", "Sfmc": "role", "Dqqy": "current"}
+CURRENT_COMPANY_MARK = "Y"
+
 # Listing JSON keys (queryFpjcxx rows) -> InvoiceRow fields.
 ROW_FIELDS: dict[str, str] = {
     "Fphm": "number",
@@ -216,6 +236,7 @@ class PortalProfile(BaseModel):
     max_range_days: int = 31
     login: LoginPage = LoginPage()
     query: QueryPage = QueryPage()
+    company_switch: CompanySwitch = CompanySwitch()
     paths: Paths = Paths()
     messages: Messages = Messages()
     signals: Signals = Signals()
