@@ -31,10 +31,9 @@ def file_url(row: dict[str, str]) -> str:
 def open_query_page(page: Page, mock_portal: MockPortal) -> httpx.Client:
     """Logs in over HTTP (the login APIs are not signed), hands the cookies to the browser, opens the page."""
     client = mock_portal.log_in(mock_portal.client())
-    cookies = [
-        {"name": name, "value": value, "url": mock_portal.url} for name, value in client.cookies.items()
-    ]
-    page.context.add_cookies(cookies)
+    page.context.add_cookies(
+        [{"name": name, "value": value, "url": mock_portal.url} for name, value in client.cookies.items()]
+    )
     page.goto(mock_portal.url + "/invoice-query/invoice-query")
     return client
 

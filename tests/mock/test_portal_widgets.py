@@ -35,7 +35,7 @@ def open_query_page(page: Page, portal: MockPortal) -> None:
 def sent_query(page: Page, action: Any) -> dict[str, Any]:
     with page.expect_request(QUERY_API) as request:
         action()
-    body: dict[str, Any] = request.value.post_data_json
+    body: dict[str, Any] = request.value.post_data_json or {}
     return body
 
 
