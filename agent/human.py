@@ -19,6 +19,7 @@ import shlex
 import time
 import urllib.request
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -227,3 +228,13 @@ def make_sms_source(spec: str, interactive: bool, login: str, timeout: float) ->
     if kind == "mock-outbox":
         return MockOutboxSms(argument, login, timeout)
     return PromptSms(interactive)
+
+
+@dataclass
+class HumanInputs:
+    """Where one person's answers come from at login (an SMS code, a captcha answer). A run given none builds
+    them from the configuration (make_sms_source, make_captcha_solver); the queue hands in sources that wait
+    for a code typed elsewhere (`fapiao login --person`, the status page)."""
+
+    sms: SmsSource
+    captcha: CaptchaSolver
