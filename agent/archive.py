@@ -1,5 +1,7 @@
 """Where files go: safe names from a layout template, atomic writes, quarantine.
 
+One run per archive: `ArchiveLock` holds an flock on `<out>/.fapiao.lock` for the whole run.
+
 Every value put into a path comes from the portal and may be hostile ("../../etc/passwd", control characters,
 names longer than a file system allows), so each one is sanitized and every final path is checked to lie under
 the archive root. A file only ever appears at its final name complete: it is written to a hidden temp file in
@@ -10,9 +12,12 @@ OSError is translated into ArchiveError here, naming the folder, what happened a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
+import json
+import logging
 import os
 import re
 import secrets
@@ -20,9 +25,18 @@ import socket
 import string
 import time
 import unicodedata
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from agent.errors import ArchiveError, SettingsError
+from agent.errors import ArchiveBusy, ArchiveError, SettingsError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; keeping to one run per archive is then the user's care
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 from agent.portal import KIND_NAMES, STATUS_NAMES
 from agent.records import FileFormat, InvoiceRow
 
@@ -33,6 +47,8 @@ LAYOUT_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 REQUIRED_NAMES: tuple[str, ...] = ("number", "ext")  # without them two invoices or two formats share a path
 QUARANTINE_FOLDER = "_quarantine"
+LOCK_NAME = ".fapiao.lock"
+LOCK_POLL_SECONDS = 1.0  # how often a run told to wait (--wait) tries the lock again
 MAX_COMPONENT_BYTES = 120
 PARTIAL_MARK = ".part-"
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # temp names say which host writes
@@ -300,3 +316,64 @@ class Archive:
         if not resolved.is_relative_to(self.root):
             raise ArchiveError(f"refusing to write outside the archive {self.root}: {path}")
         return resolved
+
+
+class ArchiveLock:
+    """One run per archive. An flock on `<root>/.fapiao.lock`: the kernel releases it when the process ends,
+    however it ends, so a killed run never keeps it (its children do not inherit it either). The file says who
+    holds it (pid, host, start), for the message another run shows."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / LOCK_NAME
+        self._fd: int | None = None
+
+    @contextlib.asynccontextmanager
+    async def held(self, wait: bool) -> AsyncIterator[None]:
+        """Hold the lock for the body. Held by another run: ArchiveBusy naming it, or with `wait` poll until free."""
+        if not self._try_acquire():
+            if not wait:
+                raise ArchiveBusy(
+                    f"another run works on the archive {self.root}: {self.holder()}; let it finish, "
+                    "or add --wait to start when it has"
+                )
+            log.warning("waiting for another run on the archive %s to finish: %s", self.root, self.holder())
+            while not self._try_acquire():
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _try_acquire(self) -> bool:
+        if fcntl is None:
+            return True
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise archive_error(exc, self.root) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        note = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note.encode(), 0)
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as its file says: "pid 4242 on host-a, started 2026-11-30T09:00:00+08:00"."""
+        try:
+            note = json.loads(self.path.read_text(encoding="utf-8"))
+            return f"pid {note['pid']} on {note['host']}, started {note['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "a run that is just starting"
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the flock
+            self._fd = None

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.archive import Archive
 from agent.errors import SettingsError
-from agent.ledger import LEDGER_NAME, EntryState, Ledger
+from agent.ledger import LEDGER_NAME, EntryState, Ledger, LedgerEntry
 from agent.records import InvoiceRow, Verdict
 from agent.verify import verify_file
 
@@ -52,20 +53,76 @@ def verify_paths(paths: list[Path], check_qr: bool = True) -> list[Verdict]:
 
 
 def archive_report(root: Path, month: str | None) -> dict[str, Any]:
+    """Counts per state and every file not verified, from the ledger; a verified file that is gone from the
+    archive or differs from its recorded sha256 is not counted verified but named (the next download fetches
+    it again, as it re-checks every verified file it lists)."""
     if not (root / LEDGER_NAME).is_file():
         raise SettingsError(f"no archive at {root} (no {LEDGER_NAME}); pass the folder given to --out")
     with Ledger.open(root) as ledger:
-        counts = ledger.counts(month=month)
-        problems = [
-            {"number": e.number, "direction": e.direction.value, "format": e.format.value, "state": e.state.value,
-             "error": e.last_error, "path": e.path}
-            for e in ledger.entries(month=month)
-            if e.state not in (EntryState.verified, EntryState.paper)
-        ]
+        counts = {state.value: count for state, count in ledger.counts(month=month).items()}
+        entries = list(ledger.entries(month=month))
+    problems = []
+    for entry in entries:
+        if entry.state is EntryState.verified:
+            gone = file_gone(root, entry)
+            if gone:
+                counts[EntryState.verified.value] -= 1
+                counts[gone] = counts.get(gone, 0) + 1
+                problems.append(_problem(entry, gone, GONE_REASONS[gone].format(when=f"{entry.updated_at:%Y-%m-%d}")))
+        elif entry.state is not EntryState.paper:
+            problems.append(_problem(entry, entry.state.value, entry.last_error))
     return {
         "archive": str(root),
         "month": month,
-        "counts": {state.value: count for state, count in counts.items()},
+        "counts": counts,
         "not_verified": problems,
         "complete": not problems,
     }
+
+
+GONE_REASONS = {
+    "missing": "verified on {when}, the file is no longer there; the next download fetches it again",
+    "changed": "verified on {when}, the file has changed since (sha256 differs); the next download fetches it again",
+}
+
+
+def file_gone(root: Path, entry: LedgerEntry) -> str | None:
+    """"missing" or "changed" when a verified entry's file is not what was verified, else None."""
+    path = root / (entry.path or "")
+    if not entry.path or not path.is_file():
+        return "missing"
+    try:
+        return None if Archive.sha256_of(path) == entry.sha256 else "changed"
+    except OSError:
+        return "missing"
+
+
+def _problem(entry: LedgerEntry, state: str, error: str) -> dict[str, Any]:
+    return {
+        "number": entry.number, "direction": entry.direction.value, "format": entry.format.value, "state": state,
+        "error": error, "path": entry.path,
+    }
+
+
+REPORT_ORDER = ("verified", "paper", "failed", "pending", "quarantined", "missing", "changed", "listed", "downloaded")
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The report as a person reads it: a table of counts, then each file not verified with its reason."""
+    month = report["month"] or "all months"
+    lines = [f"archive {report['archive']} · {month}", ""]
+    known = [state for state in REPORT_ORDER if state in report["counts"]]
+    ordered = known + [state for state in report["counts"] if state not in known]
+    counts = {state: report["counts"][state] for state in ordered if report["counts"][state]}
+    width = max((len(state) for state in counts), default=5)
+    lines += [f"  {state:<{width}}  {count:>7,}" for state, count in counts.items()] or ["  (no invoices listed yet)"]
+    problems = report["not_verified"]
+    if problems:
+        lines += ["", f"{len(problems)} not verified:"]
+        lines += [
+            f"  {p['direction']:<8}  {p['number']:<20}  {p['format']:<3}  {p['state']:<11}  {p['error'] or 'not downloaded yet'}"
+            for p in problems
+        ]
+    lines += ["", "complete: every listed file is verified" if report["complete"] else
+              "not complete: run `fapiao download` again for these months; it fetches only what is missing"]
+    return "\n".join(lines)

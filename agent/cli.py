@@ -2,16 +2,15 @@
 
 Parses flags, builds Settings once, runs the job, and maps every error to its exit code:
 0 all verified · 1 some failed or pending · 2 usage or config error · 3 login refused · 4 a person is needed ·
-5 portal unavailable after retries.
+5 portal unavailable after retries · 70 an unexpected error (a bug) · 75 another run holds the archive ·
+130 / 143 stopped by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
-import asyncio
-import calendar
 import json
 import logging
-import re
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -22,40 +21,23 @@ import click
 from agent import errors
 from agent.config import Settings, load_settings
 from agent.job import Job, JobRequest, job_args
+from agent.period import parse_month, period
 from agent.progress import make_progress
 from agent.records import Direction, RunSummary
+from agent.signals import run_until_signal
+
+__all__ = ["cli", "exit_for", "main", "parse_month", "period"]  # parse_month, period: imported by tests and bench
 
 log = logging.getLogger("agent")
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_debug_dir: list[Path] = []  # where an unexpected error's traceback goes, once the settings say
 
 
-def parse_month(value: str) -> tuple[date, date]:
-    match = MONTH.match(value.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise errors.SettingsError(f"invalid --month {value!r}: use YYYY-MM, e.g. 2025-10")
-    year, month = int(match.group(1)), int(match.group(2))
-    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
-
-
-def parse_day(value: str, flag: str) -> date:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise errors.SettingsError(f"invalid {flag} {value!r}: use YYYY-MM-DD, e.g. 2025-10-01") from None
-
-
-def period(month: str | None, date_from: str | None, date_to: str | None) -> tuple[date, date]:
-    if month and (date_from or date_to):
-        raise errors.SettingsError("give either --month or --from/--to, not both")
-    if month:
-        return parse_month(month)
-    if not (date_from and date_to):
-        raise errors.SettingsError("say which invoices: --month YYYY-MM, or --from YYYY-MM-DD --to YYYY-MM-DD")
-    start, end = parse_day(date_from, "--from"), parse_day(date_to, "--to")
-    if end < start:
-        raise errors.SettingsError(f"--to {end} is before --from {start}; swap them")
-    return start, end
+def settings_from(config_file: Path | None, **overrides: Any) -> Settings:
+    """load_settings, remembering the debug folder for a crash report."""
+    settings = load_settings(config_file, **overrides)
+    _debug_dir[:] = [settings.debug_dir or settings.out / "_debug"]
+    return settings
 
 
 def directions(value: str) -> list[Direction]:
@@ -90,15 +72,18 @@ def print_summary(summary: RunSummary, as_json: bool, extra: dict[str, Any] | No
 
 def run_job(settings: Settings, request: JobRequest, as_json: bool) -> RunSummary:
     with make_progress(enabled=not as_json) as progress:
-        return asyncio.run(Job(settings, request, progress).run(job_args(request, settings)))
+        return run_until_signal(Job(settings, request, progress).run(job_args(request, settings)))
 
 
 def exit_for(summary: RunSummary) -> int:
     return errors.EXIT_OK if summary.complete else errors.EXIT_INCOMPLETE
 
 
+config_option = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML config file (accounts, portal, out)"
+)
 common = [
-    click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file (accounts, portal)"),
+    config_option,
     click.option("--out", type=click.Path(path_type=Path), help="archive folder (default ./archive)"),
     click.option("--portal-url", help="invoice platform base URL"),
     click.option("--browser-path", type=click.Path(path_type=Path), help="Chromium executable"),
@@ -125,7 +110,7 @@ def cli() -> None:
 def login(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int, accounts: tuple[str, ...], show: bool) -> None:
     """Log in once interactively and save the session for scheduled runs."""
     configure_logging(verbose)
-    settings = load_settings(config_file, out=out, portal_url=portal_url, browser_path=browser_path, headless=False if show else None)
+    settings = settings_from(config_file, out=out, portal_url=portal_url, browser_path=browser_path, headless=False if show else None)
     request = JobRequest(
         accounts=list(accounts) or [None], date_from=date.today(), date_to=date.today(),
         interactive=is_interactive(True, settings), login_only=True,
@@ -148,22 +133,27 @@ def login(config_file: Path | None, out: Path | None, portal_url: str | None, br
 @click.option("--concurrency", type=int, help="downloads in flight at once")
 @click.option("--rate-limit", type=float, help="max file requests per second (0 = no limit)")
 @click.option("--interactive/--no-interactive", default=None, help="ask on the terminal for SMS codes and captchas")
+@click.option("--wait", "wait_for_archive", is_flag=True,
+              help="if another run works on the same archive, wait for it to end (default: refuse at once, exit 75)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary object")
 def download(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int,
              accounts: tuple[str, ...], all_accounts: bool, month: str | None, date_from: str | None, date_to: str | None,
              direction: str, kinds: tuple[str, ...], statuses: tuple[str, ...], formats: str | None,
-             concurrency: int | None, rate_limit: float | None, interactive: bool | None, as_json: bool) -> None:
+             concurrency: int | None, rate_limit: float | None, interactive: bool | None, wait_for_archive: bool,
+             as_json: bool) -> None:
     """Download and verify every invoice of a period."""
     configure_logging(verbose)
     start, end = period(month, date_from, date_to)
-    settings = load_settings(
+    settings = settings_from(
         config_file, out=out, portal_url=portal_url, browser_path=browser_path, formats=formats,
         concurrency=concurrency, rate_limit=rate_limit,
     )
     names: list[str | None] = list(settings.account_names()) if all_accounts else list(accounts) or [None]
+    if not names:
+        raise errors.SettingsError("--all-accounts: no account configured; add [accounts.<name>] to the config file (--config)")
     request = JobRequest(
         accounts=names, date_from=start, date_to=end, directions=directions(direction), kinds=list(kinds),
-        statuses=list(statuses), interactive=is_interactive(interactive, settings),
+        statuses=list(statuses), interactive=is_interactive(interactive, settings), wait_for_archive=wait_for_archive,
     )
     summary = run_job(settings, request, as_json)
     print_summary(summary, as_json)
@@ -171,14 +161,22 @@ def download(config_file: Path | None, out: Path | None, portal_url: str | None,
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per file")
 @click.option("--no-qr", is_flag=True, help="skip the QR payload cross-check")
-def verify(paths: tuple[Path, ...], as_json: bool, no_qr: bool) -> None:
-    """Check invoice files: PDF sound, and content matching the ledger's listing when there is one."""
+def verify(paths: tuple[Path, ...], config_file: Path | None, as_json: bool, no_qr: bool) -> None:
+    """Check invoice files (default: the whole archive, `out` of the config): PDF sound, and content matching
+    the ledger's listing when there is one."""
     from agent.checks import verify_paths
 
-    verdicts = verify_paths(list(paths), check_qr=not no_qr)
+    targets = list(paths) or [settings_from(config_file).out]
+    if not paths and not targets[0].is_dir():
+        raise errors.SettingsError(f"nothing to check: no archive at {targets[0]}; name files or folders, or --config")
+    verdicts = verify_paths(targets, check_qr=not no_qr)
+    if not verdicts:
+        shown = ", ".join(str(path) for path in targets)
+        raise errors.SettingsError(f"nothing to check: no invoice files (.pdf, .ofd, .xml) in {shown}")
     for verdict in verdicts:
         if as_json:
             click.echo(verdict.model_dump_json())
@@ -188,18 +186,34 @@ def verify(paths: tuple[Path, ...], as_json: bool, no_qr: bool) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("archive"), show_default=True, help="archive folder")
+@config_option
+@click.option("--out", type=click.Path(path_type=Path), help="archive folder (default: `out` of the config, else ./archive)")
 @click.option("--month", help="YYYY-MM (default: all)")
-@click.option("--json", "as_json", is_flag=True)
-def report(out: Path, month: str | None, as_json: bool) -> None:
-    """What the archive holds: counts per state, and every file not verified with its reason."""
-    from agent.checks import archive_report
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of the table")
+def report(config_file: Path | None, out: Path | None, month: str | None, as_json: bool) -> None:
+    """What the archive holds: counts per state, and every file not verified (or gone since) with its reason."""
+    from agent.checks import archive_report, render_report
 
     if month:
         parse_month(month)
-    result = archive_report(out, month)
-    click.echo(json.dumps(result, ensure_ascii=False, indent=None if as_json else 2))
+    result = archive_report(settings_from(config_file, out=out).out, month)
+    click.echo(json.dumps(result, ensure_ascii=False) if as_json else render_report(result))
     sys.exit(errors.EXIT_OK if result["complete"] else errors.EXIT_INCOMPLETE)
+
+
+@cli.command()
+@config_option
+@click.option("--out", type=click.Path(path_type=Path), help="archive folder (default: `out` of the config, else ./archive)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on; beyond loopback needs web_token")
+@click.option("--port", type=int, default=8700, show_default=True, help="0 = a free port")
+@click.option("-v", "--verbose", count=True, help="-v: one line per request (paths only)")
+def serve(config_file: Path | None, out: Path | None, host: str, port: int, verbose: int) -> None:
+    """The firm's status page: companies × months, the people needed, the files. Prints its URL (with its
+    access token) first, then serves until Ctrl-C."""
+    from agent.web.server import serve as serve_status_page
+
+    configure_logging(verbose)
+    serve_status_page(settings_from(config_file, out=out), host, port)
 
 
 @cli.command("mock-portal")
@@ -208,7 +222,7 @@ def report(out: Path, month: str | None, as_json: bool) -> None:
 @click.option("--scenario", default="default", show_default=True, help="preset name or scenario TOML file")
 @click.option("--seed", type=int, default=2025, show_default=True)
 def mock_portal(host: str, port: int, scenario: str, seed: int) -> None:
-    """Serve the built-in mock e-tax portal; prints its base URL first."""
+    """Serve the built-in mock e-tax portal; prints its base URL first, then its demo logins."""
     from fixtures.portal.server import serve
 
     serve(host=host, port=port, scenario=scenario, seed=seed)
@@ -233,7 +247,7 @@ def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | 
     with MockPortalServer(scenario=scenario, seed=seed) as server:
         if not as_json:
             click.echo(f"mock portal at {server.url}; archiving {month} into {out}/", err=True)
-        settings = demo_settings(load_settings(None, formats=formats), server.url, out)
+        settings = demo_settings(settings_from(None, formats=formats), server.url, out)
         request = JobRequest(accounts=["demo"], date_from=start, date_to=end, interactive=False)
         summary = run_job(settings, request, as_json)
         company_id = settings.accounts["demo"].company_id
@@ -257,6 +271,7 @@ def setup_browser() -> None:
 
 
 def main() -> None:
+    """The `fapiao` command: every outcome is one exit code of the table in agent/errors.py."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -264,12 +279,33 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(errors.EXIT_USAGE)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as abort:
+        if isinstance(abort.__context__, KeyboardInterrupt):  # click turns Ctrl-C outside a job into Abort
+            stop(errors.Interrupted(signal.SIGINT))
+        click.echo("aborted", err=True)  # end of input where a person was asked something
         sys.exit(errors.EXIT_NEEDS_PERSON)
+    except errors.Interrupted as interrupted:
+        stop(interrupted)
     except errors.FapiaoError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted; the ledger keeps what was done, run again to resume", err=True)
-        sys.exit(130)
+        stop(errors.Interrupted(signal.SIGINT))
+    except Exception as exc:  # a bug: say what and where in one line, the traceback goes to a file  # noqa: BLE001
+        crashed(exc)
+
+
+def stop(interrupted: errors.Interrupted) -> None:
+    click.echo(str(interrupted), err=True)
+    sys.exit(interrupted.exit_code)
+
+
+def crashed(exc: Exception) -> None:
+    from agent.crash import summary, write_crash_report
+
+    try:
+        details = f"traceback in {write_crash_report(exc, next(iter(_debug_dir), None))}"
+    except OSError:
+        details = "no file could be written for the traceback; run again with -vv"
+    click.echo(f"internal error (a bug, please report it): {summary(exc)}; {details}", err=True)
+    sys.exit(errors.EXIT_INTERNAL)

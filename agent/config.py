@@ -17,13 +17,24 @@ A TOML file may hold several accounts:
 
 from __future__ import annotations
 
+import difflib
 import shlex
 import subprocess
+import tomllib
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,17 +51,45 @@ SMS_SOURCE_KINDS = ("prompt", "command", "file", "mock-outbox")
 CAPTCHA_SOLVER_KINDS = ("prompt", "command", "ocr")
 
 _config_file: ContextVar[Path | None] = ContextVar("fapiao_config_file", default=None)
+_secrets: set[str] = set()  # every password this process has seen, so that no report of ours can hold one
+
+
+def remember_secret(secret: SecretStr | None) -> None:
+    if secret is not None and secret.get_secret_value():
+        _secrets.add(secret.get_secret_value())
+
+
+def redact(text: str) -> str:
+    """`text` with every password this process has seen replaced by asterisks (the longest first)."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
+def _parsable_command(command: str) -> str:
+    """A command line as a shell would split it; ValueError (a configuration error) when it cannot be."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"cannot be parsed as a command ({exc}); check its quotes") from None
+    if not words:
+        raise ValueError("is an empty command")
+    return command
 
 
 def _source_kind(value: str, allowed: tuple[str, ...], setting: str) -> str:
-    kind = value.split(":", 1)[0]
+    kind, _, argument = value.partition(":")
     if kind not in allowed:
         raise ValueError(f"{setting} must start with one of {', '.join(allowed)} (got {value!r})")
+    if kind == "command":
+        _parsable_command(argument)
     return value
 
 
 class Account(BaseModel):
     """One person's login to one company."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo (`rol`, `pasword`) must not be silently ignored
 
     company_id: str = Field(description="统一社会信用代码/纳税人识别号 of the company")
     login: str = Field(description="居民身份证号码/手机号码/用户名 of the person")
@@ -73,11 +112,17 @@ class Account(BaseModel):
     def _known_sms_source(cls, value: str) -> str:
         return _source_kind(value, SMS_SOURCE_KINDS, "sms")
 
+    @field_validator("password_command")
+    @classmethod
+    def _parsable_password_command(cls, value: str | None) -> str | None:
+        return None if value is None else _parsable_command(value)
+
     @model_validator(mode="after")
     def _one_password_source(self) -> Account:
         sources = [s for s in (self.password, self.password_command, self.password_keyring) if s]
         if len(sources) > 1:
             raise ValueError("give only one of password, password_command, password_keyring")
+        remember_secret(self.password)
         return self
 
     def resolve_password(self, name: str) -> SecretStr:
@@ -85,13 +130,16 @@ class Account(BaseModel):
         if self.password is not None:
             return self.password
         if self.password_command:
-            return SecretStr(_run_password_command(self.password_command, name))
-        if self.password_keyring:
-            return SecretStr(_keyring_password(self.password_keyring, name))
-        raise SettingsError(
-            f"account {name!r} has no password: set FAPIAO_PASSWORD, or password_command / password_keyring "
-            "in the config file"
-        )
+            password = SecretStr(_run_password_command(self.password_command, name))
+        elif self.password_keyring:
+            password = SecretStr(_keyring_password(self.password_keyring, name))
+        else:
+            raise SettingsError(
+                f"account {name!r} has no password: set FAPIAO_PASSWORD, or password_command / password_keyring "
+                "in the config file"
+            )
+        remember_secret(password)
+        return password
 
 
 def _run_password_command(command: str, name: str) -> str:
@@ -109,7 +157,7 @@ def _keyring_password(reference: str, name: str) -> str:
     try:
         import keyring  # optional: only for users who keep passwords there
     except ImportError:
-        raise SettingsError("password_keyring needs the keyring package: pip install keyring") from None
+        raise SettingsError("password_keyring needs the keyring package: pip install 'fapiao-agent[keyring]'") from None
     service, _, username = reference.partition(":")
     password = keyring.get_password(service, username or name)
     if not password:
@@ -210,6 +258,11 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return [part.strip().lower() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _remember_password(self) -> Settings:
+        remember_secret(self.password)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -256,21 +309,48 @@ def settings_error(exc: ValidationError, prefix: str = "") -> SettingsError:
     """One line per bad setting: where it is set and what is wrong with it."""
     lines = []
     for error in exc.errors():
+        if error["type"] == "extra_forbidden":
+            lines.append(unknown_key(error["loc"], prefix))
+            continue
         name = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"setting {prefix}{name}: {error['msg']}")
+        lines.append(f"setting {prefix}{name}: {error['msg'].removeprefix('Value error, ')}")
     return SettingsError("bad settings:\n  " + "\n  ".join(lines))
+
+
+def unknown_key(loc: Sequence[int | str], prefix: str = "") -> str:
+    """`accounts.acme: unknown key 'rol' — did you mean 'role'?`: the valid name nearest to a typo."""
+    *parents, key = [str(part) for part in loc]
+    valid = Account.model_fields if parents[:1] == ["accounts"] and len(parents) == 2 else Settings.model_fields
+    where = f"{prefix}{'.'.join(parents)}" if parents else "top level"
+    nearest = difflib.get_close_matches(key, list(valid), n=1)
+    advice = f" — did you mean {nearest[0]!r}?" if nearest else f"; valid keys: {', '.join(valid)}"
+    return f"{where}: unknown key {key!r}{advice}"
+
+
+def _check_toml(path: Path) -> None:
+    """A config file that is not valid TOML: its name, and the line and column where reading stopped."""
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings once; CLI flags come in as overrides (None means 'not given')."""
     if config_file is not None and not config_file.is_file():
         raise SettingsError(f"config file {config_file} does not exist; pass an existing file to --config")
+    if config_file is not None:
+        _check_toml(config_file)
     token = _config_file.set(config_file)
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
         raise settings_error(exc) from None
-    except (ValueError, OSError) as exc:  # e.g. malformed TOML
-        raise SettingsError(f"cannot read settings: {exc}; fix the file named above") from None
+    except (ValueError, OSError) as exc:  # e.g. a malformed .env
+        raise SettingsError(f"cannot read settings: {exc}") from None
     finally:
         _config_file.reset(token)

@@ -24,7 +24,7 @@ from playwright.async_api import BrowserContext, Page
 from pydantic import BaseModel, Field
 
 from agent import errors
-from agent.archive import Archive
+from agent.archive import Archive, ArchiveLock
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Account, Settings
 from agent.flows.download import Downloader, DownloadTask, Outcome, PageFiles, State, TaskFeed, Verifier
@@ -53,6 +53,7 @@ class JobRequest(BaseModel):
     statuses: list[str] = Field(default_factory=list)
     interactive: bool = False
     login_only: bool = False
+    wait_for_archive: bool = False  # another run holds the archive: wait for it to end (else ArchiveBusy at once)
 
 
 class ProgressSink:
@@ -90,7 +91,7 @@ class AccountRun:
             await self._start_tracing()
             try:
                 summary = await self._archive()
-            except BaseException:
+            except Exception:  # not on Ctrl-C / SIGTERM (CancelledError): nothing failed, and Chromium may be gone
                 await self._keep_evidence()
                 raise
             await self.context.tracing.stop()
@@ -271,6 +272,11 @@ class Job:
         self.debug_dir = settings.debug_dir or settings.out / "_debug"
 
     async def run(self, args: dict[str, Any]) -> RunSummary:
+        """The whole job, holding the archive's lock: one run per archive (ArchiveBusy, or wait with the request)."""
+        async with ArchiveLock(self.archive.root).held(wait=self.request.wait_for_archive):
+            return await self._run(args)
+
+    async def _run(self, args: dict[str, Any]) -> RunSummary:
         self.archive.check_writable()
         self.archive.sweep_partials()
         accounts = [self.settings.account(name) for name in self.request.accounts]

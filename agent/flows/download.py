@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from enum import StrEnum
@@ -43,6 +46,8 @@ from agent.verify import MAX_FILE_BYTES, check_other_format, check_pdf, check_si
 from agent.workers import CheckPool
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 
 CONSECUTIVE_OUTAGES_TO_STOP = 5  # files failing in a row on an unavailable portal: stop, the rest stay to do
 MOST_RELOADS_IN_A_ROW = 5  # anti-bot reloads of the file page without one good answer between: stop
@@ -82,6 +87,20 @@ def verify_bytes(data: bytes, row: InvoiceRow, fmt: FileFormat, check_qr: bool) 
         check_other_format(data, fmt, row)
 
 
+def _ignore_stop_signals() -> None:
+    """In each worker. A Ctrl-C at a terminal reaches the whole process group, and `docker stop` or systemd
+    send SIGTERM to every process: the main process stops the run (agent/signals.py) and shuts the pool down
+    itself, so a worker must not die mid-file (a traceback, a broken pool). On Linux a worker also dies with
+    its parent, the forkserver, which ends with the main process: a run killed outright (SIGKILL, the OOM
+    killer) leaves no worker behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent was gone before the line above
+            os._exit(1)
+
+
 class Verifier:
     """A process pool sized to the machine. Its workers start with the first download (a run with nothing to
     download never pays for them: on 2 cores their start slowed a rerun's listing by a tenth), in a thread, as
@@ -93,7 +112,7 @@ class Verifier:
         context.set_forkserver_preload(["agent.verify"])  # imported once, not once per worker
         self._count = workers or os.cpu_count() or 1
         # workers under memory and CPU limits; one killed by them costs only its file (agent/workers.py)
-        self._pool = CheckPool(self._count, context)
+        self._pool = CheckPool(self._count, context, initializer=_ignore_stop_signals)
         self._started: asyncio.Future[None] | None = None
         self.check_qr = check_qr
         self.max_file_bytes = max_file_bytes
@@ -336,7 +355,10 @@ class Downloader:
         try:
             sha256, size = await asyncio.shield(writing)
         except asyncio.CancelledError:
-            sha256, size = await writing
+            while not writing.done():  # a stop cancels again from each layer it passes: wait the write out
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(writing)
+            sha256, size = writing.result()
             self.on_outcome(self._verified(task, sha256, size, attempts))
             raise
         return self._verified(task, sha256, size, attempts)

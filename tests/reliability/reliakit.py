@@ -19,7 +19,7 @@ from typing import Any, get_args
 from agentkit import MONTH, run_job
 
 from agent import errors
-from agent.archive import PARTIAL_MARK, QUARANTINE_FOLDER, Archive
+from agent.archive import LOCK_NAME, PARTIAL_MARK, QUARANTINE_FOLDER, Archive
 from agent.cli import exit_for
 from agent.config import Settings
 from agent.ledger import LEDGER_NAME, EntryState, Ledger, LedgerEntry
@@ -37,7 +37,7 @@ FAST: dict[str, Any] = {
 }
 # The portal's SMS resend countdown, short enough that a re-login waits it out in seconds.
 QUICK_SMS = {"sms_resend_seconds": 3}
-ARCHIVE_OWN_FILES = {LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm", CSV_NAME, XLSX_NAME}
+ARCHIVE_OWN_FILES = {LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm", CSV_NAME, XLSX_NAME, LOCK_NAME}
 TO_DO_STATES = {EntryState.failed, EntryState.pending, EntryState.quarantined}
 TruthKey = tuple[Direction, str, FileFormat]
 

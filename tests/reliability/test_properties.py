@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.archive import QUARANTINE_FOLDER, Archive, sanitize_component
-from agent.cli import parse_month, period
 from agent.errors import SettingsError
 from agent.flows.search import split_days, split_range
 from agent.parsers.amounts import FEN, from_upper, to_fen, to_upper
 from agent.parsers.ids import USCC_ALPHABET, is_digital_invoice_number, is_valid_uscc, uscc_check_char
+from agent.period import FIRST_MONTH, parse_month, period
 from agent.records import Direction, FileFormat, InvoiceRow
 
 # No deadline: the machine is shared, and a slow example is not a wrong one.
@@ -72,21 +72,32 @@ def test_different_amounts_never_print_the_same(first: Decimal, second: Decimal)
 
 # -- months and ranges
 
-years = st.integers(min_value=1, max_value=9998)
-days = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2100, 12, 31))
+years = st.integers(min_value=FIRST_MONTH.year, max_value=9998)
+days = st.dates(min_value=FIRST_MONTH, max_value=dt.date(2100, 12, 31))
 
 
 @relaxed
 @given(years, st.integers(min_value=1, max_value=12))
 def test_parse_month_spans_the_whole_month(year: int, month: int) -> None:
-    start, end = parse_month(f"{year:04d}-{month:02d}")
+    start, end = parse_month(f"{year:04d}-{month:02d}", today=dt.date.max)
     assert start == dt.date(year, month, 1)
     assert (end.year, end.month, end.day) == (year, month, calendar.monthrange(year, month)[1])
     assert (end + dt.timedelta(days=1)).day == 1
 
 
 @relaxed
-@given(years, st.integers(min_value=13, max_value=99) | st.just(0))
+@given(st.dates(max_value=dt.date(9999, 11, 30)), st.dates(max_value=dt.date(9999, 11, 30)))
+def test_parse_month_refuses_months_before_the_platform_or_after_today(day: dt.date, today: dt.date) -> None:
+    month = f"{day.year:04d}-{day.month:02d}"
+    if day.replace(day=1) < FIRST_MONTH or day.replace(day=1) > today:
+        with pytest.raises(SettingsError, match="no invoices before|in the future"):
+            parse_month(month, today)
+    else:
+        assert parse_month(month, today)[0] == day.replace(day=1)
+
+
+@relaxed
+@given(st.integers(min_value=1, max_value=9998), st.integers(min_value=13, max_value=99) | st.just(0))
 def test_parse_month_refuses_months_that_do_not_exist(year: int, month: int) -> None:
     with pytest.raises(SettingsError, match="use YYYY-MM"):
         parse_month(f"{year:04d}-{month:02d}")
@@ -96,10 +107,10 @@ def test_parse_month_refuses_months_that_do_not_exist(year: int, month: int) -> 
 @given(days, days)
 def test_period_takes_a_range_in_order_and_refuses_it_reversed(first: dt.date, second: dt.date) -> None:
     start, end = min(first, second), max(first, second)
-    assert period(None, start.isoformat(), end.isoformat()) == (start, end)
+    assert period(None, start.isoformat(), end.isoformat(), today=dt.date.max) == (start, end)
     if start != end:
         with pytest.raises(SettingsError, match="swap them"):
-            period(None, end.isoformat(), start.isoformat())
+            period(None, end.isoformat(), start.isoformat(), today=dt.date.max)
 
 
 @relaxed

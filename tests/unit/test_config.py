@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,10 @@ def test_invalid_company_id_names_the_check_character(tmp_path: Path) -> None:
         load_settings(config)
 
 
-def test_malformed_toml_is_a_settings_error(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="cannot read settings"):
-        load_settings(write(tmp_path, "concurrency = = 3\n"))
+def test_malformed_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    config = write(tmp_path, "concurrency = 3\nrate_limit = = 3\n")
+    with pytest.raises(SettingsError, match=rf"config file {re.escape(str(config))} is not valid TOML: .*at line 2"):
+        load_settings(config)
 
 
 def test_missing_config_file_says_so(tmp_path: Path) -> None:
@@ -104,3 +106,47 @@ def test_formats_accept_comma_separated_text() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(SettingsError, match="setting formats"):
         load_settings(formats="pdf,docx")
+
+
+def account_toml(extra: str) -> str:
+    return f'[accounts.acme]\ncompany_id = "{valid_uscc()}"\nlogin = "l"\n{extra}\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('password = "p"\nrol = "办税员"', "accounts.acme: unknown key 'rol' — did you mean 'role'?"),
+        ('password = "p"\nsmss = "prompt"', "accounts.acme: unknown key 'smss' — did you mean 'sms'?"),
+        ('pasword = "p"', "accounts.acme: unknown key 'pasword' — did you mean 'password'?"),
+    ],
+)
+def test_a_typo_inside_an_account_is_refused_with_the_nearest_key(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(write(tmp_path, account_toml(extra)))
+    assert message in str(refused.value)
+
+
+def test_a_typo_at_the_top_level_is_refused_with_the_nearest_key(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="top level: unknown key 'concurency' — did you mean 'concurrency'?"):
+        load_settings(write(tmp_path, "concurency = 3\n"))
+
+
+def test_an_unknown_key_with_no_near_name_lists_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="accounts.acme: unknown key 'zzz'; valid keys: company_id, login, "):
+        load_settings(write(tmp_path, account_toml('password = "p"\nzzz = 1')))
+
+
+@pytest.mark.parametrize("setting", ["password_command = \"echo 'x\"", "sms = \"command:read-sms 'x\""])
+def test_a_command_that_cannot_be_parsed_is_refused_when_the_file_is_read(tmp_path: Path, setting: str) -> None:
+    with pytest.raises(SettingsError, match="cannot be parsed as a command .*No closing quotation.*; check its quotes"):
+        load_settings(write(tmp_path, account_toml(setting)))
+
+
+def test_every_password_seen_is_blanked_out_of_reports(tmp_path: Path) -> None:
+    from agent.config import redact
+
+    settings = load_settings(write(tmp_path, account_toml('password = "pw-in-config-9"')))
+    _, account = load_settings(write(tmp_path, account_toml('password_command = "echo pw-from-command-7"'))).account("acme")
+    account.resolve_password("acme")
+    assert settings.accounts["acme"].password is not None
+    assert redact("a pw-in-config-9 b pw-from-command-7 c") == "a ******** b ******** c"
