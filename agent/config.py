@@ -222,6 +222,12 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("~/.local/state/fapiao"), description="saved sessions (mode 0600)")
     debug_dir: Path | None = Field(None, description="traces and screenshots of failed runs; default <out>/_debug")
 
+    # The status page (fapiao serve)
+    web_token: SecretStr | None = Field(
+        None,
+        description="the status page's access token; needed to listen beyond loopback (unset: a new one at each start)",
+    )
+
     @field_validator("layout")
     @classmethod
     def _valid_layout(cls, value: str) -> str:
@@ -235,6 +241,13 @@ class Settings(BaseSettings):
     @classmethod
     def _known_captcha_solver(cls, value: str) -> str:
         return _source_kind(value, CAPTCHA_SOLVER_KINDS, "captcha")
+
+    @field_validator("web_token")
+    @classmethod
+    def _long_web_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
+        return value
 
     @field_validator("sms")
     @classmethod
