@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -45,7 +45,7 @@ from pydantic_settings import (
 from agent.archive import DEFAULT_LAYOUT, validate_layout
 from agent.errors import SettingsError
 from agent.parsers.ids import is_valid_taxpayer_id
-from agent.records import FileFormat
+from agent.records import Direction, FileFormat
 
 SMS_SOURCE_KINDS = ("prompt", "command", "file", "mock-outbox")
 CAPTCHA_SOLVER_KINDS = ("prompt", "command", "ocr")
@@ -165,6 +165,32 @@ def _keyring_password(reference: str, name: str) -> str:
     return password
 
 
+class Schedule(BaseModel):
+    """A run the queue starts by itself (`fapiao worker` enqueues it when the cron line matches, local time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", description="a name for the status page and logs; default: the cron line")
+    cron: str = Field(description="minute hour day month day-of-week, e.g. '0 2 3 * *' = on the 3rd at 02:00")
+    persons: list[str] | Literal["all"] = Field("all", description="person names from [persons.*], or 'all'")
+    period: Literal["last-month", "this-month"] = Field("last-month", description="which month the run archives")
+    directions: list[Direction] = Field([Direction.issued, Direction.received], description="issued, received")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_cron_fields(cls, value: str) -> str:
+        from huey import crontab  # the queue's own cron reader, so that what is accepted here is what runs
+
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"cron {value!r} needs 5 fields: minute hour day month day-of-week")
+        try:
+            crontab(*fields, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"cron {value!r}: {exc}") from None
+        return " ".join(fields)
+
+
 class Settings(BaseSettings):
     """Every knob of the agent. Environment variables are FAPIAO_<NAME>; nested ones use __."""
 
@@ -221,6 +247,20 @@ class Settings(BaseSettings):
     headless: bool = True
     state_dir: Path = Field(Path("~/.local/state/fapiao"), description="saved sessions (mode 0600)")
     debug_dir: Path | None = Field(None, description="traces and screenshots of failed runs; default <out>/_debug")
+
+    # Queue, schedules and notifications (fapiao enqueue / fapiao worker)
+    queue_url: str | None = Field(
+        None, description="redis://host:6379/0 for workers on several machines; unset: a SQLite queue in <out>/queue.sqlite3"
+    )
+    queue_lease_seconds: float = Field(
+        60, ge=1, le=3600, description="a worker's hold on a person lasts this long unless renewed (a dead worker's ends)"
+    )
+    queue_retries: int = Field(3, ge=0, le=20, description="later attempts of a task the portal was down for (never a refused login)")
+    queue_retry_wait: float = Field(300, ge=0, description="seconds before the first later attempt; doubled for each one after")
+    schedules: list[Schedule] = Field(default_factory=list, description="[[schedules]]: runs the workers start by themselves")
+    notify: list[str] = Field(
+        default_factory=list, description="apprise URLs told when a person is needed or a run ends badly: mailto://, json://, ..."
+    )
 
     # The status page (fapiao serve)
     web_token: SecretStr | None = Field(
