@@ -72,7 +72,7 @@ def archive_report(root: Path, month: str | None) -> dict[str, Any]:
         elif entry.state is not EntryState.paper:
             problems.append(_problem(entry, entry.state.value, entry.last_error))
     return {
-        "archive": str(root),
+        "archive": str(root.resolve()),
         "month": month,
         "counts": counts,
         "not_verified": problems,

@@ -1,8 +1,10 @@
 """The archive's table of contents for people: `manifest.csv` and `manifest.xlsx` in the archive root.
 
 Columns start with those accountants know from the portal's Excel export (发票基础信息), then ours: direction,
-format, state, file, hash, error. The CSV is UTF-8 with a BOM, which Excel needs to read Chinese. Names come
-from the portal, so a text that Excel would run as a formula (=, +, -, @) is neutralized in both files.
+format, state (in Chinese: 已核验, 失败, 待生成, 已隔离, 纸质发票 ...), file, hash, error. The CSV is UTF-8 with a
+BOM, which Excel needs to read Chinese. The Excel file has a frozen header with filters, column widths that fit,
+and each file's cell links to the file (a relative link: the archive can move). Names come from the portal, so a
+text that Excel would run as a formula (=, +, -, @) is neutralized in both files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.archive import Archive
-from agent.ledger import Ledger, LedgerEntry
+from agent.ledger import EntryState, Ledger, LedgerEntry
 from agent.portal import FORMAT_PARAM, KIND_NAMES, SOURCE_NAMES, STATUS_NAMES
 from agent.records import Direction
 
@@ -32,6 +34,18 @@ COLUMNS: tuple[str, ...] = (
     "方向", "格式", "状态", "文件", "sha256", "错误",
 )  # fmt: skip
 DIRECTION_NAMES: dict[Direction, str] = {Direction.issued: "开具", Direction.received: "取得"}
+STATE_NAMES: dict[EntryState, str] = {
+    EntryState.listed: "待下载",
+    EntryState.downloaded: "已下载未核验",
+    EntryState.verified: "已核验",
+    EntryState.failed: "失败",
+    EntryState.pending: "待生成",  # the portal has not generated the file yet
+    EntryState.quarantined: "已隔离",
+    EntryState.paper: "纸质发票",
+}
+# Excel column widths, in characters (a Chinese character takes two)
+COLUMN_WIDTHS: tuple[int, ...] = (14, 10, 22, 21, 30, 21, 30, 19, 12, 11, 12, 20, 20, 12, 8, 6, 6, 12, 70, 16, 40)
+FILE_COLUMN = COLUMNS.index("文件")  # its cell links to the file
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 AMOUNT_FORMAT = "0.00"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -47,7 +61,7 @@ def manifest_row(entry: LedgerEntry) -> list[Cell]:
         row.seller_tax_id, row.seller_name, row.buyer_tax_id, row.buyer_name,
         row.issued_at, row.amount, row.tax, row.total,
         SOURCE_NAMES.get(row.source, row.source), KIND_NAMES.get(row.kind, row.kind), STATUS_NAMES.get(row.status, row.status), row.clerk,
-        DIRECTION_NAMES[entry.direction], FORMAT_PARAM[entry.format], entry.state.value,
+        DIRECTION_NAMES[entry.direction], FORMAT_PARAM[entry.format], STATE_NAMES[entry.state],
         entry.path or "", entry.sha256 or "", entry.last_error,
     ]  # fmt: skip
 
@@ -73,11 +87,17 @@ def csv_bytes(rows: Iterable[list[Cell]]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
-def xlsx_bytes(rows: Iterable[list[Cell]]) -> bytes:
+def link_target(path: str) -> str:
+    """A relative hyperlink to a file of the archive: its path with the characters a URI reserves escaped."""
+    return path.replace("%", "%25").replace(" ", "%20").replace("#", "%23")
+
+
+def xlsx_bytes(rows: list[list[Cell]]) -> bytes:
     # openpyxl takes a tenth of a second to import: only a run that writes the Excel file pays for it
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.utils import get_column_letter
 
     def typed_cell(value: Cell) -> WriteOnlyCell:
         if isinstance(value, str):
@@ -91,11 +111,21 @@ def xlsx_bytes(rows: Iterable[list[Cell]]) -> bytes:
             cell.data_type = "s"  # openpyxl would store a text starting with "=" as a formula
         return cell
 
+    def linked(cells: list[WriteOnlyCell], path: Cell) -> list[WriteOnlyCell]:
+        if isinstance(path, str) and path:
+            cells[FILE_COLUMN].hyperlink = link_target(path)
+            cells[FILE_COLUMN].style = "Hyperlink"
+        return cells
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(SHEET_TITLE)
+    sheet.freeze_panes = "A2"  # a write-only sheet takes its layout before the first row
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{len(rows) + 1}"
+    for number, width in enumerate(COLUMN_WIDTHS, start=1):
+        sheet.column_dimensions[get_column_letter(number)].width = width
     sheet.append(list(COLUMNS))
     for row in rows:
-        sheet.append([typed_cell(value) for value in row])
+        sheet.append(linked([typed_cell(value) for value in row], row[FILE_COLUMN]))
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

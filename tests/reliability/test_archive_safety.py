@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from agentkit import DEMO_MOBILE, MONTH, SettingsFactory, login_record
-from reliakit import FAST, QUICK_SMS, audit, cli_env, file_requests, run_agent, verified_keys
+from reliakit import FAST, QUICK_SMS, audit, cli_env, file_requests, run_agent, truth_files, verified_keys
 
 import agent.archive
+from agent.archive import LOCK_NAME, Archive
+from agent.checks import archive_report
 from agent.cli import main
 from agent.config import Settings
 from agent.errors import EXIT_OK, EXIT_USAGE
@@ -25,11 +27,11 @@ pytestmark = pytest.mark.mock_portal(invoices_per_month=12, **QUICK_SMS)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file of the archive but the ledger's own, by relative path."""
+    """Every file of the archive but the ledger's and the run lock's, by relative path."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in root.rglob("*")
-        if path.is_file() and not path.name.startswith("ledger.sqlite3") and "_debug" not in path.parts
+        if path.is_file() and not path.name.startswith(("ledger.sqlite3", LOCK_NAME)) and "_debug" not in path.parts
     }
 
 
@@ -111,3 +113,30 @@ def test_disk_full_mid_run_stops_with_exit_2_keeps_every_file_and_the_next_run_r
     fetched = file_requests(mock_portal) - requested
     assert {(number, fmt.value.upper()) for _, number, fmt in done} & set(fetched) == set()
     assert audit(mock_portal, settings).problems == []
+
+
+def test_a_verified_file_deleted_or_changed_is_reported_and_fetched_again(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    settings = fast_settings()
+    assert run_agent(settings, directions=[Direction.issued]).exit_code == EXIT_OK
+    assert archive_report(settings.out, MONTH)["complete"]
+    with Ledger.open(settings.out) as ledger:
+        deleted, changed = [entry for entry in ledger.entries() if entry.state is EntryState.verified][:2]
+    (settings.out / str(deleted.path)).unlink()
+    (settings.out / str(changed.path)).write_bytes(b"%PDF-1.7 touched by hand")
+
+    report = archive_report(settings.out, MONTH)
+    assert not report["complete"]
+    named = {(problem["number"], problem["state"]) for problem in report["not_verified"]}
+    assert named == {(deleted.number, "missing"), (changed.number, "changed")}
+
+    requested = file_requests(mock_portal)
+    assert run_agent(settings, directions=[Direction.issued]).exit_code == EXIT_OK
+    fetched = file_requests(mock_portal) - requested
+    assert set(fetched) == {(deleted.number, "PDF"), (changed.number, "PDF")}
+    company = settings.accounts["acct"].company_id
+    truth = truth_files(mock_portal, company, settings.formats, [Direction.issued])
+    assert Archive.sha256_of(settings.out / str(changed.path)) == truth[(Direction.issued, changed.number, changed.format)]
+    assert archive_report(settings.out, MONTH)["complete"]
+    assert audit(mock_portal, settings, [Direction.issued]).problems == []

@@ -47,12 +47,12 @@ DIGITAL_CELLS = [
     "", "", "25112000000012345678", "91110000600012345X", "北京某某科技有限公司", COMPANY,
     "上海买方贸易有限公司",
     "2025-10-08 10:17:57", "1165.57", "68.93", "1234.50", "电子发票服务平台", "数电票（普通发票）", "正常", "张三",
-    "取得", "PDF", "verified", f"{COMPANY}/2025-10/a.pdf", SHA, "",
+    "取得", "PDF", "已核验", f"{COMPANY}/2025-10/a.pdf", SHA, "",
 ]  # fmt: skip
 PAPER_CELLS = [
     "011002300111", "00012345", "25110000000000000042", COMPANY, "上海买方贸易有限公司", "91110000600012345X",
     '\'=HYPERLINK("http://evil.example","点我")', "2025-10-09 08:00:00", "-100.00", "-13.00", "-113.00", "增值税发票管理系统",
-    "增值税普通发票", "已红冲-全额", "", "开具", "PDF", "paper", "", "", "",
+    "增值税普通发票", "已红冲-全额", "", "开具", "PDF", "纸质发票", "", "", "",
 ]  # fmt: skip
 
 
@@ -148,3 +148,28 @@ def test_a_deleted_excel_manifest_is_written_again(ledger: Ledger, tmp_path: Pat
     xlsx_path.unlink()
     write_manifests(ledger, tmp_path, COMPANY)
     assert read_xlsx(xlsx_path)[0] == HEADER
+
+
+def test_every_state_has_a_chinese_name() -> None:
+    from agent.ledger import EntryState
+    from agent.manifest import STATE_NAMES
+
+    assert set(STATE_NAMES) == set(EntryState)
+    assert (STATE_NAMES[EntryState.verified], STATE_NAMES[EntryState.failed], STATE_NAMES[EntryState.pending]) == (
+        "已核验", "失败", "待生成",
+    )
+    assert (STATE_NAMES[EntryState.quarantined], STATE_NAMES[EntryState.paper]) == ("已隔离", "纸质发票")
+
+
+def test_xlsx_has_a_frozen_header_filters_widths_and_a_link_to_each_file(ledger: Ledger, tmp_path: Path) -> None:
+    spaced = DIGITAL.model_copy(update={"number": "25112000000012349999"})
+    ledger.record_listed(1, COMPANY, [spaced], [FileFormat.pdf])
+    ledger.mark_verified(1, EntryKey.of(COMPANY, spaced, FileFormat.pdf), tmp_path / "A B#1%.pdf", SHA, 1)
+    _, xlsx_path = write_manifests(ledger, tmp_path, COMPANY)
+    sheet = openpyxl.load_workbook(xlsx_path).worksheets[0]
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == "A1:U4"
+    assert sheet.column_dimensions["S"].width == 70 and sheet.column_dimensions["E"].width == 30
+    linked = {row[18].value: row[18].hyperlink.target for row in sheet.iter_rows(min_row=2) if row[18].hyperlink}
+    assert linked == {f"{COMPANY}/2025-10/a.pdf": f"{COMPANY}/2025-10/a.pdf", "A B#1%.pdf": "A%20B%231%25.pdf"}
+    assert sheet["S2"].style == "Hyperlink" and sheet["S4"].hyperlink is None  # the paper invoice has no file
