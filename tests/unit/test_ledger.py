@@ -1,4 +1,5 @@
-"""agent.ledger: states, upserts, runs without secrets, two writers at once, a writer killed mid-way."""
+"""agent.ledger: states, upserts, runs without secrets, two writers at once, a writer killed mid-way; on SQLite
+and, when FAPIAO_TEST_DATABASE_URL names a server, on PostgreSQL (each test in a schema of its own)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgkit import engine_for, own_schema, server_url
 from rowkit import COMPANY, make_row
+from sqlalchemy import event
 
-from agent.errors import ArchiveError
-from agent.ledger import LEDGER_NAME, LOCK_ATTEMPTS, EntryKey, EntryState, Ledger
+from agent.errors import ArchiveError, SettingsError
+from agent.ledger import (
+    LEDGER_NAME,
+    LOCK_ATTEMPTS,
+    SCHEMA_VERSION,
+    CompanyMonth,
+    EntryKey,
+    EntryState,
+    Ledger,
+)
 from agent.records import Direction, FileFormat, InvoiceRow, RunSummary
 
 PDF_ONLY = [FileFormat.pdf]
+OTHER_COMPANY = "91110000600012345X"
 # spawn, not fork: a child must not inherit the parent's SQLite handles (and fork warns in threaded processes)
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -31,13 +43,29 @@ def key_of(row: InvoiceRow, fmt: FileFormat = FileFormat.pdf) -> EntryKey:
 
 def sql(root: Path, statement: str) -> object:
     """Run one statement on the ledger file directly, as another tool would."""
-    with contextlib.closing(sqlite3.connect(root / LEDGER_NAME)) as connection:
+    with contextlib.closing(sqlite3.connect(root / LEDGER_NAME, isolation_level=None)) as connection:
         return connection.execute(statement).fetchone()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None: the SQLite file in the archive; else a PostgreSQL URL with a schema of its own."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with own_schema(server_url()) as url:
+            yield url
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path) as opened:
+def postgresql_url() -> Iterator[str]:
+    with own_schema(server_url()) as url:
+        yield url
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, database_url: str | None) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path, database_url) as opened:
         yield opened
 
 
@@ -67,8 +95,15 @@ def test_existing_world_readable_ledger_is_made_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / LEDGER_NAME).stat().st_mode) == 0o600
 
 
-def test_ledger_opens_in_wal_mode(ledger: Ledger, tmp_path: Path) -> None:
+def test_ledger_opens_in_wal_mode(tmp_path: Path) -> None:
+    Ledger.open(tmp_path).close()
     assert sql(tmp_path, "PRAGMA journal_mode") == ("wal",)
+
+
+def test_postgresql_ledger_leaves_no_file_in_the_archive(tmp_path: Path, postgresql_url: str) -> None:
+    with Ledger.open(tmp_path / "archive", postgresql_url) as ledger:
+        ledger.record_listed(ledger.start_run({}), COMPANY, [make_row()], PDF_ONLY)
+    assert list((tmp_path / "archive").iterdir()) == []
 
 
 # -- listing
@@ -89,8 +124,8 @@ def test_record_listed_creates_one_listed_entry_per_format(ledger: Ledger, run_i
 def test_get_many_reads_exactly_the_keys_that_exist_across_companies_and_query_chunks(ledger: Ledger, run_id: int) -> None:
     rows = [make_row(f"2511200000{n:010d}") for n in range(1, 1203)]  # more numbers than one query takes
     ledger.record_listed(run_id, COMPANY, rows, [FileFormat.pdf, FileFormat.xml])
-    ledger.record_listed(run_id, "91110000600012345X", rows[:3], PDF_ONLY)
-    wanted = {key_of(row) for row in rows[::2]} | {EntryKey.of("91110000600012345X", rows[0], FileFormat.pdf)}
+    ledger.record_listed(run_id, OTHER_COMPANY, rows[:3], PDF_ONLY)
+    wanted = {key_of(row) for row in rows[::2]} | {EntryKey.of(OTHER_COMPANY, rows[0], FileFormat.pdf)}
     missing = {EntryKey.of(COMPANY, make_row("25112000009999999999"), FileFormat.pdf)}
     found = ledger.get_many(wanted | missing)
     assert sorted((entry.key for entry in found), key=repr) == sorted(wanted, key=repr)
@@ -263,7 +298,7 @@ def test_find_by_path_takes_absolute_or_relative_paths(ledger: Ledger, run_id: i
 # -- runs
 
 
-def test_run_args_never_keep_a_secret(ledger: Ledger, tmp_path: Path) -> None:
+def test_run_args_never_keep_a_secret(ledger: Ledger, tmp_path: Path, database_url: Any) -> None:
     args = {
         "command": "download",
         "password": "hunter2-pw",
@@ -276,7 +311,11 @@ def test_run_args_never_keep_a_secret(ledger: Ledger, tmp_path: Path) -> None:
     run = ledger.get_run(run_id)
     assert run is not None
     assert run.args == {"command": "download", "login": {"user": "13800000000"}, "out": str(tmp_path)}
-    stored = b"".join(path.read_bytes() for path in tmp_path.glob(f"{LEDGER_NAME}*"))
+    if ledger.dialect == "sqlite":
+        stored = b"".join(path.read_bytes() for path in tmp_path.glob(f"{LEDGER_NAME}*"))
+    else:
+        with engine_for(database_url).connect() as connection:
+            stored = repr(connection.exec_driver_sql("SELECT * FROM runs").all()).encode()
     assert b"hunter2" not in stored
 
 
@@ -292,22 +331,87 @@ def test_finish_run_stores_summary_and_exit_code(ledger: Ledger) -> None:
     assert ledger.get_run(run_id + 1) is None
 
 
+# -- what the status page reads
+
+
+def test_company_months_count_each_state_per_company_and_month_with_the_last_run(
+    ledger: Ledger, run_id: int, tmp_path: Path
+) -> None:
+    october = [make_row(f"2511200000000000000{i}") for i in range(5)]
+    november = make_row("25112000000000000009", issued_at=datetime(2025, 11, 3, 9, 0, 0))
+    ledger.record_listed(run_id, COMPANY, [*october, make_row("25112000000000000007", kind="04")], PDF_ONLY)
+    ledger.mark_verified(run_id, key_of(october[0]), tmp_path / "0.pdf", "00" * 32, 1)
+    ledger.mark_pending(run_id, key_of(october[1]), "文件生成中")
+    ledger.mark_failed(run_id, key_of(october[2]), "truncated")
+    ledger.mark_quarantined(run_id, key_of(october[3]), tmp_path / "_quarantine" / "3.pdf", "total differs")
+    second_run = ledger.start_run({})
+    ledger.record_listed(second_run, COMPANY, [november], PDF_ONLY)
+    ledger.record_listed(second_run, OTHER_COMPANY, [november], PDF_ONLY)
+    ledger.mark_verified(second_run, EntryKey.of(OTHER_COMPANY, november, FileFormat.pdf), tmp_path / "9.pdf", "11" * 32, 1)
+    first, second = ledger.get_run(run_id), ledger.get_run(second_run)
+    assert first is not None and second is not None
+    zero = {"verified": 0, "pending": 0, "failed": 0, "quarantined": 0, "paper": 0, "untried": 0}
+    assert ledger.company_months() == [  # by company id, then month
+        CompanyMonth(company_id=OTHER_COMPANY, month="2025-11", listed=1, **zero | {"verified": 1},
+                     last_run_id=second_run, last_run_at=second.started_at),
+        CompanyMonth(company_id=COMPANY, month="2025-10", listed=6, **zero | {"verified": 1, "pending": 1, "failed": 1,
+                     "quarantined": 1, "paper": 1, "untried": 1}, last_run_id=run_id, last_run_at=first.started_at),
+        CompanyMonth(company_id=COMPANY, month="2025-11", listed=1, **zero | {"untried": 1}, last_run_id=second_run,
+                     last_run_at=second.started_at),
+    ]  # fmt: skip
+    assert [month.complete for month in ledger.company_months()] == [True, False, False]
+
+
+def test_company_months_of_an_empty_ledger_is_empty(ledger: Ledger) -> None:
+    assert ledger.company_months() == []
+
+
+def test_entry_by_id_is_the_entry_and_ids_stay_when_listed_again(ledger: Ledger, run_id: int) -> None:
+    rows = [make_row(f"2511200000000000000{i}") for i in range(3)]
+    ledger.record_listed(run_id, COMPANY, rows, [FileFormat.pdf, FileFormat.xml])
+    entries = list(ledger.entries())
+    assert len({entry.id for entry in entries}) == 6
+    ledger.record_listed(ledger.start_run({}), COMPANY, rows, [FileFormat.pdf, FileFormat.xml])
+    for entry in entries:
+        again = ledger.entry(entry.id)
+        assert again is not None and again.key == entry.key and again.id == entry.id
+    assert ledger.entry(max(entry.id for entry in entries) + 1000) is None
+
+
+def test_the_last_listing_of_a_row_given_twice_wins(ledger: Ledger, run_id: int) -> None:
+    ledger.record_listed(run_id, COMPANY, [make_row(status="01"), make_row(status="03")], PDF_ONLY)
+    entry = ledger.get(key_of(make_row()))
+    assert entry is not None and entry.row.status == "03"
+    ledger.record_listed(run_id, COMPANY, [], PDF_ONLY)  # nothing listed: nothing written
+
+
+def test_both_engines_order_entries_alike(ledger: Ledger, run_id: int) -> None:
+    """PostgreSQL compares the ledger's text bytewise (collation C), as SQLite does, whatever the database's."""
+    numbers = ["2511200000000000000a", "2511200000000000000B", "25112000000000000001", "2511200000000000000_"]
+    ledger.record_listed(run_id, COMPANY, [make_row(number) for number in numbers], PDF_ONLY)
+    assert [entry.number for entry in ledger.entries()] == sorted(numbers)
+
+
 # -- foreign errors
 
 
-def test_disk_full_is_an_archive_error_naming_folder_and_fix(
-    ledger: Ledger, run_id: int, tmp_path: Path
-) -> None:
-    # Cap the file at its current size: SQLite then fails exactly as on a full disk (SQLITE_FULL).
-    pages = ledger._connection.execute("PRAGMA page_count").fetchone()[0]
-    ledger._connection.execute(f"PRAGMA max_page_count = {pages}")
-    rows = [make_row(f"{i:020d}", seller_name="名" * 200) for i in range(200)]
-    with pytest.raises(ArchiveError) as caught:
-        ledger.record_listed(run_id, COMPANY, rows, PDF_ONLY)
-    message = str(caught.value)
-    assert message.startswith(f"cannot use the ledger in {tmp_path.resolve()}: the disk is full")
-    assert message.endswith("; free some space or choose another output folder")
-    assert sum(ledger.counts().values()) == 0  # the failed transaction left nothing behind
+def test_disk_full_is_an_archive_error_naming_folder_and_fix(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path) as ledger:
+        run_id = ledger.start_run({})
+        pages = sql(tmp_path, "PRAGMA page_count")[0]  # type: ignore[index]
+
+        @event.listens_for(ledger._engine, "checkout")
+        def cap(connection: sqlite3.Connection, *args: object) -> None:
+            # Cap the file at its current size: SQLite then fails exactly as on a full disk (SQLITE_FULL).
+            connection.execute(f"PRAGMA max_page_count = {pages}")
+
+        rows = [make_row(f"{i:020d}", seller_name="名" * 200) for i in range(200)]
+        with pytest.raises(ArchiveError) as caught:
+            ledger.record_listed(run_id, COMPANY, rows, PDF_ONLY)
+        message = str(caught.value)
+        assert message.startswith(f"cannot use the ledger in {tmp_path.resolve()}: the disk is full")
+        assert message.endswith("; free some space or choose another output folder")
+        assert sum(ledger.counts().values()) == 0  # the failed transaction left nothing behind
 
 
 def test_file_that_is_not_a_ledger_is_an_archive_error(tmp_path: Path) -> None:
@@ -316,11 +420,64 @@ def test_file_that_is_not_a_ledger_is_an_archive_error(tmp_path: Path) -> None:
         Ledger.open(tmp_path)
 
 
-def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+def test_ledger_from_a_newer_version_is_refused(tmp_path: Path, database_url: str | None) -> None:
+    Ledger.open(tmp_path, database_url).close()
+    statement = "UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'"
+    if database_url is None:
+        sql(tmp_path, statement)
+    else:
+        with engine_for(database_url).begin() as connection:
+            connection.exec_driver_sql(statement)
+    with pytest.raises(ArchiveError, match="written by a newer fapiao-agent"):
+        Ledger.open(tmp_path, database_url)
+
+
+def test_sqlite_ledger_from_a_newer_version_is_refused_by_its_user_version_too(tmp_path: Path) -> None:
+    """Versions before the PostgreSQL ledger read only PRAGMA user_version: it says the version as well."""
     Ledger.open(tmp_path).close()
+    assert sql(tmp_path, "PRAGMA user_version") == (SCHEMA_VERSION,)
     sql(tmp_path, "PRAGMA user_version = 99")
     with pytest.raises(ArchiveError, match="written by a newer fapiao-agent"):
         Ledger.open(tmp_path)
+
+
+V1_SCHEMA = """
+    CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT,
+        args TEXT NOT NULL, summary TEXT, exit_code INTEGER);
+    CREATE TABLE invoices (company_id TEXT NOT NULL, direction TEXT NOT NULL, number TEXT NOT NULL,
+        format TEXT NOT NULL, month TEXT NOT NULL, issued_at TEXT NOT NULL, total_fen INTEGER NOT NULL,
+        row TEXT NOT NULL, state TEXT NOT NULL, path TEXT, sha256 TEXT, size INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL, run_id INTEGER, PRIMARY KEY (company_id, direction, number, format));
+    CREATE INDEX invoices_by_month ON invoices (company_id, month, state);
+    CREATE INDEX invoices_by_path ON invoices (path);
+    PRAGMA user_version = 1;
+"""
+
+
+def test_ledger_of_version_1_is_upgraded_keeping_every_entry(tmp_path: Path) -> None:
+    """Version 1 had no entry ids: the first open gives each entry one, in the order they were first listed."""
+    with contextlib.closing(sqlite3.connect(tmp_path / LEDGER_NAME)) as connection:
+        connection.executescript(V1_SCHEMA)
+        connection.execute("INSERT INTO runs (started_at, args) VALUES ('2025-11-01T02:00:00.000+08:00', '{}')")
+        for number, state, path in (("25112000000000000002", "verified", "a.pdf"), ("25112000000000000001", "failed", None)):
+            row = make_row(number)
+            connection.execute(
+                "INSERT INTO invoices VALUES (?, 'received', ?, 'pdf', '2025-10', ?, 123450, ?, ?, ?, NULL, NULL, 2,"
+                " 'e', '2025-11-01T02:00:00.000+08:00', '2025-11-01T02:00:00.000+08:00', 1)",
+                (COMPANY, number, row.issued_at.isoformat(), row.model_dump_json(), state, path),
+            )
+        connection.commit()
+    with Ledger.open(tmp_path) as ledger:
+        entries = {entry.number[-1]: entry for entry in ledger.entries()}
+        assert {number: (entry.id, entry.state, entry.path, entry.attempts) for number, entry in entries.items()} == {
+            "2": (1, EntryState.verified, "a.pdf", 2), "1": (2, EntryState.failed, None, 2)
+        }  # fmt: skip
+        assert entries["1"].row == make_row("25112000000000000001")
+        ledger.record_listed(ledger.start_run({}), COMPANY, [make_row("25112000000000000002")], PDF_ONLY)
+        assert ledger.counts()[EntryState.verified] == 1 and ledger.get_run(1) is not None
+    assert sql(tmp_path, "PRAGMA user_version") == (SCHEMA_VERSION,)
+    assert sql(tmp_path, "SELECT count(*) FROM sqlite_master WHERE name = 'invoices_v1'") == (0,)
 
 
 def test_unwritable_folder_is_an_archive_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,47 +489,73 @@ def test_unwritable_folder_is_an_archive_error(tmp_path: Path, monkeypatch: pyte
         Ledger.open(tmp_path)
 
 
-# -- two processes, and a crash
+@pytest.mark.parametrize(
+    "database_url", ["sqlite:///elsewhere.db", "mysql://u:p@host/db", "not a url", "redis://127.0.0.1:6379/0"]
+)
+def test_database_url_other_than_postgresql_is_a_settings_error(tmp_path: Path, database_url: str) -> None:
+    with pytest.raises(SettingsError, match="database_url must be a PostgreSQL URL"):
+        Ledger.open(tmp_path, database_url)
+
+
+def test_database_that_cannot_be_reached_is_an_archive_error_without_the_password(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError) as caught:  # port 1: nothing listens there
+        Ledger.open(tmp_path, "postgresql://fapiao:hunter2-db@127.0.0.1:1/fapiao")
+    message = str(caught.value)
+    assert message.startswith("cannot use the ledger at postgresql+psycopg://fapiao:***@127.0.0.1:1/fapiao: ")
+    assert "cannot connect to the database (" in message and message.endswith("that PostgreSQL is running")
+    assert "hunter2" not in message
+
+
+def test_wrong_database_password_is_an_archive_error_saying_so(tmp_path: Path, postgresql_url: str) -> None:
+    wrong = engine_for(postgresql_url).url.set(password="hunter2-wrong").render_as_string(hide_password=False)
+    with pytest.raises(ArchiveError, match="password") as caught:
+        Ledger.open(tmp_path, wrong)
+    assert "hunter2" not in str(caught.value)
+
+
+# -- several processes, and a crash
 
 
 SHARED = make_row("25112000000099999999")
 ROWS_PER_WRITER = 100
 
 
-def write_many(root: Path, writer: int, start: Any) -> None:
+def write_many(root: Path, database_url: str | None, writer: int, start: Any) -> None:
     """One process's share: list and verify its own invoices, and bump one invoice both processes share."""
     start.wait()
-    with Ledger.open(root) as ledger:
+    with Ledger.open(root, database_url) as ledger:
         run_id = ledger.start_run({"writer": writer})
         for i in range(ROWS_PER_WRITER):
             row = make_row(f"2511200000{writer:02d}{i:08d}")
-            ledger.record_listed(run_id, COMPANY, [row], PDF_ONLY)
+            ledger.record_listed(run_id, COMPANY, [row, SHARED], PDF_ONLY)
             ledger.bump_attempts(key_of(SHARED))
             ledger.mark_verified(run_id, key_of(row), root / f"{row.number}.pdf", "ab" * 32, i)
         ledger.finish_run(run_id, RunSummary(verified=ROWS_PER_WRITER), 0)
 
 
-def test_two_processes_writing_at_once_keep_the_ledger_whole_and_exact(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as ledger:
-        ledger.record_listed(ledger.start_run({}), COMPANY, [SHARED], PDF_ONLY)
-    start = SPAWN.Barrier(2)
-    writers = [SPAWN.Process(target=write_many, args=(tmp_path, writer, start)) for writer in (1, 2)]
+def test_two_processes_writing_at_once_keep_the_ledger_whole_and_exact(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    start = SPAWN.Barrier(2)  # both open a ledger not yet created, at once: one creates it, the other waits
+    writers = [SPAWN.Process(target=write_many, args=(tmp_path, database_url, n, start)) for n in (1, 2)]
     for process in writers:
         process.start()
     for process in writers:
         process.join()
     assert [process.exitcode for process in writers] == [0, 0]
-    assert sql(tmp_path, "PRAGMA integrity_check") == ("ok",)
-    with Ledger.open(tmp_path) as ledger:
+    if database_url is None:
+        assert sql(tmp_path, "PRAGMA integrity_check") == ("ok",)
+    with Ledger.open(tmp_path, database_url) as ledger:
         assert ledger.counts()[EntryState.verified] == 2 * ROWS_PER_WRITER
         assert ledger.counts()[EntryState.listed] == 1
         shared = ledger.get(key_of(SHARED))
         assert shared is not None and shared.attempts == 2 * ROWS_PER_WRITER
+        assert len({entry.id for entry in ledger.entries()}) == 2 * ROWS_PER_WRITER + 1
 
 
-def update_until_killed(root: Path, started: Any) -> None:
+def update_until_killed(root: Path, database_url: str | None, started: Any) -> None:
     """List and verify invoices one by one, forever; tell the parent once a good number are committed."""
-    with Ledger.open(root) as ledger:
+    with Ledger.open(root, database_url) as ledger:
         run_id = ledger.start_run({})
         for i in range(10**9):
             row = make_row(f"{i:020d}")
@@ -382,9 +565,11 @@ def update_until_killed(root: Path, started: Any) -> None:
                 started.set()
 
 
-def test_writer_killed_mid_way_leaves_a_ledger_that_opens_and_is_whole(tmp_path: Path) -> None:
+def test_writer_killed_mid_way_leaves_a_ledger_that_opens_and_is_whole(
+    tmp_path: Path, database_url: str | None
+) -> None:
     started = SPAWN.Event()
-    child = SPAWN.Process(target=update_until_killed, args=(tmp_path, started))
+    child = SPAWN.Process(target=update_until_killed, args=(tmp_path, database_url, started))
     child.start()
     try:
         assert started.wait(timeout=120), "the child never got going"
@@ -392,8 +577,9 @@ def test_writer_killed_mid_way_leaves_a_ledger_that_opens_and_is_whole(tmp_path:
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join()
     assert child.exitcode == -signal.SIGKILL
-    assert sql(tmp_path, "PRAGMA integrity_check") == ("ok",)
-    with Ledger.open(tmp_path) as ledger:
+    if database_url is None:
+        assert sql(tmp_path, "PRAGMA integrity_check") == ("ok",)
+    with Ledger.open(tmp_path, database_url) as ledger:
         counts = ledger.counts()
         # Each invoice is listed then verified in two transactions: all but possibly the last are verified.
         assert counts[EntryState.verified] > 50
@@ -417,3 +603,31 @@ def test_lock_held_by_another_run_is_retried_then_an_archive_error(
             ledger.start_run({})
     retries = [record for record in caplog.records if record.name == "agent.ledger"]
     assert len(retries) == LOCK_ATTEMPTS - 1
+
+
+def test_row_locked_by_another_worker_on_postgresql_is_retried_then_an_archive_error(
+    tmp_path: Path, postgresql_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("agent.ledger.BUSY_TIMEOUT_SECONDS", 0.05)
+    with Ledger.open(tmp_path, postgresql_url) as ledger:
+        run_id = ledger.start_run({})
+        ledger.record_listed(run_id, COMPANY, [make_row()], PDF_ONLY)
+        with engine_for(postgresql_url).begin() as other:
+            other.exec_driver_sql("SELECT * FROM invoices FOR UPDATE")  # another worker holds the row throughout
+            with pytest.raises(ArchiveError, match=r"another run keeps the ledger locked \(.*lock timeout"):
+                ledger.mark_failed(run_id, key_of(make_row()), "truncated")
+        ledger.mark_failed(run_id, key_of(make_row()), "truncated")  # free again
+    retries = [record for record in caplog.records if record.name == "agent.ledger"]
+    assert len(retries) == LOCK_ATTEMPTS - 1
+
+
+def test_connection_cut_by_the_postgresql_server_is_replaced(tmp_path: Path, postgresql_url: str) -> None:
+    """A server restart or an idle timeout kills the pooled connection: the next statement gets a new one."""
+    with Ledger.open(tmp_path, postgresql_url) as ledger:
+        run_id = ledger.start_run({})
+        with ledger._engine.connect() as connection:
+            backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with engine_for(postgresql_url).begin() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})").scalar_one() is True
+        ledger.record_listed(run_id, COMPANY, [make_row()], PDF_ONLY)
+        assert ledger.counts()[EntryState.listed] == 1
