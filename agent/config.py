@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -221,6 +222,11 @@ class Settings(BaseSettings):
     out: Path = Field(Path("archive"), description="archive root: files, ledger.sqlite3, manifests")
     layout: str = Field(DEFAULT_LAYOUT, description="file path template inside the archive")
     formats: list[FileFormat] = Field([FileFormat.pdf], description="pdf, xml, ofd")
+    database_url: str | None = Field(
+        None,
+        description="the ledger in PostgreSQL, shared by workers on several machines (out is then a shared mount): "
+        "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE; default: ledger.sqlite3 in out",
+    )
 
     # Downloads
     concurrency: int = Field(1, ge=1, le=64, description="downloads in flight at once (1: one call at a time, as public clients do)")
@@ -300,6 +306,17 @@ class Settings(BaseSettings):
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local mock portal)")
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgresql+psycopg", "postgres"):
+            raise ValueError("must be a PostgreSQL URL: postgresql+psycopg://USER:PASSWORD@HOST/DATABASE")
+        remember_secret(SecretStr(parts.password or ""))  # redacted from every report, as passwords are
+        return value
 
     @field_validator("out", "state_dir", "debug_dir", "browser_path")
     @classmethod
