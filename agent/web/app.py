@@ -227,7 +227,7 @@ def _company_month(request: Request) -> tuple[str, str]:
 async def posted(request: Request) -> dict[str, str]:
     """The form's fields, once its CSRF token (and Origin, when the browser sends one) are this session's."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+    if origin not in (None, "null", f"{request.url.scheme}://{request.url.netloc}"):
         raise HTTPException(403, "a form from another site")
     body = await request.body()
     if len(body) > MAX_FORM:
