@@ -13,6 +13,14 @@ A TOML file may hold several accounts:
     password_command = "pass show tax/acme"   # or password = "...", or password_keyring = "fapiao:acme"
     sms = "prompt"                             # prompt | command:<cmd> | file:<path> | mock-outbox:<portal url>
     role = "办税员"
+
+An accounting firm names persons instead: one login each, for several companies (switched after one login):
+
+    [persons.zhou]
+    login = "13900000001"
+    password_command = "pass show tax/zhou"
+    sms = "file:~/sms/zhou.txt"
+    companies = ["91110108MA01ABCDE1", "91310000MA1FL0000X"]   # or "all" with login_company = "<tax id>"
 """
 
 from __future__ import annotations
@@ -87,6 +95,13 @@ def _source_kind(value: str, allowed: tuple[str, ...], setting: str) -> str:
     return value
 
 
+def _company_id(value: str) -> str:
+    value = value.strip().upper()
+    if not is_valid_taxpayer_id(value):
+        raise ValueError(f"{value!r} is not a valid unified social credit code (check its 18th character)")
+    return value
+
+
 class Account(BaseModel):
     """One person's login to one company."""
 
@@ -103,10 +118,7 @@ class Account(BaseModel):
     @field_validator("company_id")
     @classmethod
     def _valid_company_id(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not is_valid_taxpayer_id(value):
-            raise ValueError(f"{value!r} is not a valid unified social credit code (check its 18th character)")
-        return value
+        return _company_id(value)
 
     @field_validator("sms")
     @classmethod
@@ -166,6 +178,69 @@ def _keyring_password(reference: str, name: str) -> str:
     return password
 
 
+class Person(BaseModel):
+    """One person's login (an accountant, 办税员 for several companies) and the companies archived with it: the
+    person logs in once, then switches from company to company without another password or SMS."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not be silently ignored
+
+    login: str = Field(description="居民身份证号码/手机号码/用户名 of the person")
+    password: SecretStr | None = None
+    password_command: str | None = Field(None, description="a command whose first output line is the password")
+    password_keyring: str | None = Field(None, description="service:username in the system keyring")
+    sms: str = Field("prompt", description="where the person's SMS codes come from: " + " | ".join(SMS_SOURCE_KINDS))
+    captcha: str | None = Field(None, description="image captcha solver for this person; default: the top-level captcha")
+    region: str = Field("", description="the portal region the person's session lives in; default: portal_url's host")
+    role: str | None = Field(None, description="role to pick at login when the person has several, e.g. 办税员")
+    companies: list[str] | Literal["all"] = Field(
+        description='the companies to archive: tax ids, or "all" = every company the portal links to the person'
+    )
+    login_company: str | None = Field(None, description="company id typed at login; default: the first of `companies`")
+
+    @field_validator("companies")
+    @classmethod
+    def _valid_companies(cls, value: list[str] | str) -> list[str] | str:
+        if value == "all":
+            return value
+        if not value:
+            raise ValueError('name at least one company (tax id), or "all"')
+        return list(dict.fromkeys(_company_id(company) for company in value))
+
+    @field_validator("login_company")
+    @classmethod
+    def _valid_login_company(cls, value: str | None) -> str | None:
+        return None if value is None else _company_id(value)
+
+    @field_validator("captcha")
+    @classmethod
+    def _known_captcha_solver(cls, value: str | None) -> str | None:
+        return None if value is None else _source_kind(value, CAPTCHA_SOLVER_KINDS, "captcha")
+
+    @model_validator(mode="after")
+    def _can_log_in(self) -> Person:
+        if self.companies == "all" and self.login_company is None:
+            raise ValueError('companies = "all" needs login_company: the company id typed at login')
+        self.login_account()  # login, password sources and sms checked as an account's are
+        return self
+
+    def login_account(self) -> Account:
+        """The account the login form is filled with: the person, with the company typed at login."""
+        first = self.login_company or (self.companies[0] if isinstance(self.companies, list) else "")
+        return Account(
+            company_id=first, login=self.login, password=self.password, password_command=self.password_command,
+            password_keyring=self.password_keyring, sms=self.sms, role=self.role,
+        )
+
+    @classmethod
+    def of_account(cls, account: Account) -> Person:
+        """An [accounts.x] entry: one person, one company."""
+        return cls(
+            login=account.login, password=account.password, password_command=account.password_command,
+            password_keyring=account.password_keyring, sms=account.sms, role=account.role,
+            companies=[account.company_id], login_company=account.company_id,
+        )
+
+
 class Schedule(BaseModel):
     """A run the queue starts by itself (`fapiao worker` enqueues it when the cron line matches, local time)."""
 
@@ -207,6 +282,10 @@ class Settings(BaseSettings):
 
     # Accounts: from the config file, or a single one from FAPIAO_COMPANY_ID / FAPIAO_LOGIN / FAPIAO_PASSWORD
     accounts: dict[str, Account] = Field(default_factory=dict)
+    persons: dict[str, Person] = Field(
+        default_factory=dict, description="[persons.<name>]: one login each, for several companies (accounts work too)"
+    )
+    max_persons: int = Field(2, ge=1, le=16, description="persons archived at once, each on its own browser context")
     company_id: str | None = None
     login: str | None = None
     password: SecretStr | None = None
@@ -366,6 +445,36 @@ class Settings(BaseSettings):
             raise SettingsError(f"unknown account {name!r}; configured: {', '.join(accounts)}")
         return name, accounts[name]
 
+    @model_validator(mode="after")
+    def _persons_and_accounts_apart(self) -> Settings:
+        both = sorted(set(self.persons) & set(self.accounts))
+        if both:
+            raise ValueError(f"{', '.join(both)}: named both in [persons] and in [accounts]; rename one")
+        return self
+
+    def all_persons(self) -> dict[str, Person]:
+        """[persons.*], and each account (the flat FAPIAO_COMPANY_ID one too) as a person of one company."""
+        accounts = dict(self.accounts)
+        if self.company_id and self.login:
+            accounts.setdefault("default", self._account_from_flat_settings())
+        return {**self.persons, **{name: Person.of_account(account) for name, account in accounts.items()}}
+
+    def person(self, name: str | None) -> tuple[str, Person]:
+        """The named person (or account), or the only one; a clear SettingsError otherwise."""
+        persons = self.all_persons()
+        if not persons:
+            raise SettingsError("no person configured: add [persons.<name>] (or [accounts.<name>]) to the config file (--config)")
+        if name is None and len(persons) > 1:
+            raise SettingsError(f"several persons configured; choose one with --person ({', '.join(persons)})")
+        name = name or next(iter(persons))
+        if name not in persons:
+            raise SettingsError(f"unknown person {name!r}; configured: {', '.join(persons)}")
+        return name, persons[name]
+
+    def region_of(self, person: Person) -> str:
+        """The region a person's session lives in: theirs, else the portal's host (one live session per region)."""
+        return person.region or urlsplit(self.portal_url).hostname or self.portal_url
+
     def _account_from_flat_settings(self) -> Account:
         try:
             return Account(
@@ -387,10 +496,14 @@ def settings_error(exc: ValidationError, prefix: str = "") -> SettingsError:
     return SettingsError("bad settings:\n  " + "\n  ".join(lines))
 
 
+SECTION_MODELS: dict[str, type[BaseModel]] = {"accounts": Account, "persons": Person}  # [<section>.<name>] tables
+
+
 def unknown_key(loc: Sequence[int | str], prefix: str = "") -> str:
     """`accounts.acme: unknown key 'rol' — did you mean 'role'?`: the valid name nearest to a typo."""
     *parents, key = [str(part) for part in loc]
-    valid = Account.model_fields if parents[:1] == ["accounts"] and len(parents) == 2 else Settings.model_fields
+    section = SECTION_MODELS.get(parents[0]) if len(parents) == 2 else None
+    valid = section.model_fields if section is not None else Settings.model_fields
     where = f"{prefix}{'.'.join(parents)}" if parents else "top level"
     nearest = difflib.get_close_matches(key, list(valid), n=1)
     advice = f" — did you mean {nearest[0]!r}?" if nearest else f"; valid keys: {', '.join(valid)}"

@@ -144,6 +144,26 @@ def write_manifests(ledger: Ledger, root: Path, company_id: str | None = None) -
     return [csv_path, xlsx_path]
 
 
+class ManifestWriter:
+    """A run events listener (agent.events): the manifests follow the ledger once a person's companies are done,
+    and once more when the run ends (`flush`), whatever became of it."""
+
+    def __init__(self, ledger: Ledger, root: Path) -> None:
+        self.ledger, self.root = ledger, root
+        self._changed = False
+
+    def started(self, person: str, company: str) -> None:
+        self._changed = True
+
+    def person_finished(self, person: str, totals: object) -> None:
+        if self._changed:
+            self.flush()
+
+    def flush(self) -> list[Path]:
+        self._changed = False
+        return write_manifests(self.ledger, self.root)
+
+
 def _holds(path: Path, data: bytes) -> bool:
     try:
         return path.read_bytes() == data

@@ -6,11 +6,15 @@ changes and the flows do not. The built-in mock portal (fixtures/portal) serves 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from agent.records import Direction, FileFormat
+
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 
 class LoginPage(BaseModel):
@@ -240,6 +244,11 @@ class PortalProfile(BaseModel):
     paths: Paths = Paths()
     messages: Messages = Messages()
     signals: Signals = Signals()
+
+    @classmethod
+    def of(cls, settings: Settings) -> PortalProfile:
+        """The profile of the portal the settings name."""
+        return cls(portal_url=settings.portal_url, sso_url=settings.sso_url, max_range_days=settings.max_range_days)
 
     def model_post_init(self, _context: object) -> None:
         self.portal_url = self.portal_url.rstrip("/")

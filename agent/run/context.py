@@ -1,0 +1,129 @@
+"""The run context: what a company's run is handed, and nothing more (scrapy hands each component its crawler).
+
+One context per run of the process (a one-shot `fapiao download`, one queue task): the ledger and this run's id
+in it, the archive, the verifier pool, the browser, the run events, the settings and the portal profile, and the
+politeness gates, one per person and region (each request a person's session makes waits for that person's
+gate, whichever company it is for). `opened_run` opens them around the work and records the run's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent import errors
+from agent.archive import Archive
+from agent.browser import BrowserSession, find_chromium
+from agent.config import Settings
+from agent.events import RunEvents
+from agent.flows.download import Outcome, State, Verifier
+from agent.ledger import EntryKey, Ledger
+from agent.manifest import ManifestWriter
+from agent.portal import PortalProfile
+from agent.records import Direction, RunSummary
+from agent.retry import Gate
+
+log = logging.getLogger(__name__)
+
+
+class Scope(BaseModel):
+    """What is archived of each company: the period, the directions and the listing filters."""
+
+    date_from: date
+    date_to: date
+    directions: list[Direction] = Field(default_factory=lambda: [Direction.issued, Direction.received])
+    kinds: list[str] = Field(default_factory=list)  # FplxDm codes; empty = all
+    statuses: list[str] = Field(default_factory=list)  # FpztDm codes; empty = all
+
+
+class RunContext:
+    """Shared by every person and company of one run."""
+
+    def __init__(
+        self, settings: Settings, ledger: Ledger, run_id: int, verifier: Verifier, browser: BrowserSession,
+        events: RunEvents,
+    ) -> None:
+        self.settings, self.ledger, self.run_id = settings, ledger, run_id
+        self.verifier, self.browser, self.events = verifier, browser, events
+        self.profile = PortalProfile.of(settings)
+        self.archive = Archive(settings.out, settings.layout)
+        self.debug_dir: Path = settings.debug_dir or settings.out / "_debug"
+        self._gates: dict[tuple[str, str], Gate] = {}
+        self.totals = RunSummary()  # of the companies finished so far: what the ledger records as the run's end
+
+    def company_finished(self, company: str, summary: RunSummary) -> None:
+        """A run event: the context listens to its own run, to count the totals."""
+        self.totals = add_summaries(self.totals, summary)
+
+    def gate(self, region: str, person: str) -> Gate:
+        """The politeness gate of one person's session in one region: their requests, one pace."""
+        return self._gates.setdefault((region, person), Gate.of(self.settings))
+
+    def record(self, outcome: Outcome) -> None:
+        """Write one file's outcome to the ledger the moment it is known, then tell the listeners."""
+        key = EntryKey.of(outcome.task.company_id, outcome.task.row, outcome.task.fmt)
+        if outcome.state is State.verified and outcome.path is not None:
+            self.ledger.mark_verified(self.run_id, key, outcome.path, outcome.sha256, outcome.size)
+        elif outcome.state is State.quarantined and outcome.path is not None:
+            self.ledger.mark_quarantined(self.run_id, key, outcome.path, outcome.error)
+        elif outcome.state is State.pending:
+            self.ledger.mark_pending(self.run_id, key, outcome.error)
+        else:
+            self.ledger.mark_failed(self.run_id, key, outcome.error)
+        log.debug("%s %s %s", outcome.task.row.number, outcome.task.fmt, outcome.state)
+        self.events.file_done(outcome)
+
+
+@contextlib.asynccontextmanager
+async def opened_run(settings: Settings, events: RunEvents, args: dict[str, Any], manifests: bool = True) -> AsyncIterator[RunContext]:
+    """The run's context, open for the body; how the run ended (the totals of its finished companies, the exit
+    code) is recorded in the ledger however it ended, and the manifests are written from the ledger (`manifests`)."""
+    archive = Archive(settings.out, settings.layout)
+    archive.check_writable()
+    archive.sweep_partials()
+    with Ledger.open(settings.out) as ledger:
+        run_id = ledger.start_run(args)
+        writer = ManifestWriter(ledger, settings.out)
+        if manifests:
+            events.connect(writer)
+        exit_code, totals = errors.EXIT_INCOMPLETE, RunSummary()
+        try:
+            async with _browser(settings) as (verifier, browser):
+                context = RunContext(settings, ledger, run_id, verifier, browser, events)
+                events.connect(context)
+                try:
+                    yield context
+                finally:
+                    events.disconnect(context)
+                    totals = context.totals
+            exit_code = errors.EXIT_OK if totals.complete else errors.EXIT_INCOMPLETE
+        except errors.FapiaoError as exc:
+            exit_code = exc.exit_code
+            raise
+        finally:
+            ledger.finish_run(run_id, totals, exit_code)
+            if manifests:
+                events.disconnect(writer)
+                writer.flush()
+
+
+@contextlib.asynccontextmanager
+async def _browser(settings: Settings) -> AsyncIterator[tuple[Verifier, BrowserSession]]:
+    chromium = find_chromium(settings.browser_path, settings.headless)
+    verifier = Verifier(settings.workers, settings.verify_qr, settings.max_file_mb << 20)
+    try:
+        async with BrowserSession(chromium, settings.state_dir, settings.headless, settings.insecure) as browser:
+            yield verifier, browser
+    finally:
+        verifier.close()
+
+
+def add_summaries(a: RunSummary, b: RunSummary) -> RunSummary:
+    numbers = {field: getattr(a, field) + getattr(b, field) for field in RunSummary.model_fields if field != "count_mismatches"}
+    return RunSummary(**numbers, count_mismatches=a.count_mismatches + b.count_mismatches)
