@@ -350,8 +350,8 @@ def _key_params(key: EntryKey) -> dict[str, Any]:
 
 
 def _equal(**columns: object) -> list[ColumnElement[bool]]:
-    """`column = value` for each given value; None means no condition."""
-    return [INVOICES.c[column] == value for column, value in columns.items() if value is not None]
+    """`column = value` for each given value (enums by value, as stored); None means no condition."""
+    return [INVOICES.c[column] == str(value) for column, value in columns.items() if value is not None]
 
 
 def _entry(fields: dict[str, Any]) -> LedgerEntry:
@@ -403,7 +403,7 @@ def _company_months_query() -> Select[Any]:
             INVOICES.c.month,
             func.count().label("listed"),
             *counted,
-            func.count().filter(state.in_([EntryState.listed, EntryState.downloaded])).label("untried"),
+            func.count().filter(state.in_([EntryState.listed.value, EntryState.downloaded.value])).label("untried"),
             func.max(INVOICES.c.run_id).label("last_run_id"),
         )
         .group_by(INVOICES.c.company_id, INVOICES.c.month)
@@ -634,7 +634,8 @@ class Ledger:
     ) -> list[LedgerEntry]:
         """Entries neither verified nor paper, oldest first; optionally of one month, direction, numbers."""
         where = _equal(company_id=company_id, month=month, direction=direction)
-        where += [INVOICES.c.format.in_(list(formats)), INVOICES.c.state.not_in(list(DONE_STATES))]
+        where += [INVOICES.c.format.in_([str(fmt) for fmt in formats])]
+        where.append(INVOICES.c.state.not_in([str(state) for state in DONE_STATES]))
         if numbers is not None:
             where.append(INVOICES.c.number.in_(list(numbers)))
         return self._select_entries(where)

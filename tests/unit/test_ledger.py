@@ -19,6 +19,7 @@ from pgkit import engine_for, own_schema, server_url
 from rowkit import COMPANY, make_row
 from sqlalchemy import event
 
+from agent.config import load_settings, redact
 from agent.errors import ArchiveError, SettingsError
 from agent.ledger import (
     LEDGER_NAME,
@@ -495,6 +496,15 @@ def test_unwritable_folder_is_an_archive_error(tmp_path: Path, monkeypatch: pyte
 def test_database_url_other_than_postgresql_is_a_settings_error(tmp_path: Path, database_url: str) -> None:
     with pytest.raises(SettingsError, match="database_url must be a PostgreSQL URL"):
         Ledger.open(tmp_path, database_url)
+
+
+def test_database_url_setting_takes_postgresql_urls_and_hides_their_password() -> None:
+    url = "postgresql+psycopg://fapiao:hunter2-url@db.example:5432/fapiao"
+    assert load_settings(None, database_url=url).database_url == url
+    assert "hunter2" not in redact(f"could not use {url}")
+    assert load_settings(None).database_url is None  # the SQLite ledger in the archive
+    with pytest.raises(SettingsError, match="setting database_url: must be a PostgreSQL URL"):
+        load_settings(None, database_url="sqlite:///elsewhere.db")
 
 
 def test_database_that_cannot_be_reached_is_an_archive_error_without_the_password(tmp_path: Path) -> None:
