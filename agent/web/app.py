@@ -35,9 +35,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agent.config import redact
 from agent.ledger import LedgerEntry
 from agent.manifest import csv_bytes, manifest_row, xlsx_bytes
+from agent.notify import scrub
 from agent.records import FileFormat
 from agent.web import status
 from agent.web.access import CSRF_FIELD, Access, TokenGate
@@ -93,8 +93,9 @@ def _money(value: Decimal) -> str:
 
 
 def _said(text: str) -> str:
-    """Free text from the ledger or the queue, with any password this process knows masked."""
-    return redact(text)
+    """Free text from the ledger or the queue, without any password this process knows nor anything shaped
+    like a cookie or token value (agent.notify.scrub)."""
+    return scrub(text)
 
 
 def _month_url(company_id: str, month: str) -> str:

@@ -205,3 +205,17 @@ def test_the_page_reads_the_ledger_as_it_changes(signed_in: Page, server: Status
     (seeded.root / "x.pdf").write_bytes(b"x")
     signed_in.reload()
     expect(cell(signed_in, A, "2025-10")).to_have_attribute("data-state", "complete")
+
+
+def test_a_reason_holding_a_password_or_cookie_is_masked(signed_in: Page, server: StatusServer, seeded: Seeded) -> None:
+    from conftest import PASSWORD
+
+    with Ledger.open(seeded.root) as ledger:
+        entry = next(e for e in ledger.entries(A, "2025-10") if e.state.value == "failed")
+        said = f"login with {PASSWORD} failed; Cookie: dzfp-ssotoken=0a1b2c3d4e5f; SESSION=abcdef"
+        ledger.mark_failed(1, entry.key, said)
+    signed_in.goto(f"{server.url}/company/{A}/2025-10")
+    reason = signed_in.locator("tr", has_text="25112000000000001003").locator("td.reason")
+    expect(reason).to_contain_text("login with ******** failed; Cookie: ********")
+    for secret in (PASSWORD, "0a1b2c3d4e5f", "abcdef"):
+        assert secret not in signed_in.content()
