@@ -87,7 +87,7 @@ async def opened_run(settings: Settings, events: RunEvents, args: dict[str, Any]
     archive = Archive(settings.out, settings.layout)
     archive.check_writable()
     archive.sweep_partials()
-    with Ledger.open(settings.out) as ledger:
+    with Ledger.open(settings.out, settings.database_url) as ledger:
         run_id = ledger.start_run(args)
         writer = ManifestWriter(ledger, settings.out)
         if manifests:
