@@ -112,4 +112,7 @@ def test_the_screenshot_firm_shows_every_state(tmp_path: Path) -> None:
         assert all(view.totals[state] for state in CellState), view.totals
         featured = status.company_month(Sources(ledger, queue, firm.settings, today=lambda: today), *firm.featured)
         assert featured.cell.state is CellState.queued and [t.missing for t in featured.totals] == [2, 1]
+        for counts in ledger.company_months():  # one month counted from its entries, as the ledger counts them all
+            entries = list(ledger.entries(counts.company_id, counts.month))
+            assert status.month_counts(entries, ledger.get_run(counts.last_run_id or 0)) == counts
     queue.close()
