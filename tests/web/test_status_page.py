@@ -219,3 +219,14 @@ def test_a_reason_holding_a_password_or_cookie_is_masked(signed_in: Page, server
     expect(reason).to_contain_text("login with ******** failed; Cookie: ********")
     for secret in (PASSWORD, "0a1b2c3d4e5f", "abcdef"):
         assert secret not in signed_in.content()
+
+
+def test_no_page_breaks_its_own_content_security_policy(page: Page, server: StatusServer) -> None:
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text) if message.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: complaints.append(str(error)))
+    page.goto(server.login_url)
+    for path in (f"/company/{A}/2025-10", "/people", "/nowhere"):
+        page.goto(server.url + path)
+    expect(page.locator("h1")).to_have_text("404")
+    assert [text for text in complaints if "404" not in text] == []
