@@ -20,7 +20,7 @@ import calendar
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -105,7 +105,7 @@ class Sources:
     ledger: Ledger
     queue: StatusQueue | None
     settings: Settings
-    today: Any = date.today  # () -> date, for tests
+    today: Callable[[], date] = date.today  # a test's fixed day
     _names: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
