@@ -56,6 +56,13 @@ class RunContext:
         self.debug_dir: Path = settings.debug_dir or settings.out / "_debug"
         self._gates: dict[tuple[str, str], Gate] = {}
         self.totals = RunSummary()  # of the companies finished so far: what the ledger records as the run's end
+        self._claimed: dict[str, str] = {}  # company -> the person archiving it in this run
+
+    def claim(self, company: str, person: str) -> str | None:
+        """Take `company` for `person`; None when it is theirs, else the person who took it first (a company
+        linked to two persons is archived once per run)."""
+        holder = self._claimed.setdefault(company, person)
+        return None if holder == person else holder
 
     def company_finished(self, company: str, summary: RunSummary) -> None:
         """A run event: the context listens to its own run, to count the totals."""

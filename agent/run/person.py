@@ -159,6 +159,10 @@ class PersonRun:
     async def _archive_companies(self) -> PersonSummary:
         summary, not_linked = PersonSummary(person=self.name), list[str]()
         for company in await self._companies():
+            holder = self.run_context.claim(company, self.name)
+            if holder is not None:
+                log.info("company %s is archived by %s in this run; %s skips it", company, holder, self.name)
+                continue
             try:
                 await self._act_for(company)
             except errors.CompanyNotLinked as exc:
