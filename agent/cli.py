@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from datetime import date
@@ -296,8 +297,13 @@ def main() -> None:
 
 
 def stop(interrupted: errors.Interrupted) -> None:
-    click.echo(str(interrupted), err=True)
-    sys.exit(interrupted.exit_code)
+    """One line, then the exit code at once: the job has unwound and written what it had, but a thread may still
+    be blocked reading the terminal (a prompt), which a normal exit would wait for."""
+    click.echo(f"\n{interrupted}", err=True)  # on a line of its own: after the terminal's ^C, or a prompt
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(interrupted.exit_code)
 
 
 def crashed(exc: Exception) -> None:

@@ -3,16 +3,18 @@ consistent, the next run resumes), and a second run on the same archive refuses 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import time
 
 import psutil
 import pytest
 from agentkit import MONTH, SettingsFactory
 from reliakit import QUICK_SMS, audit, cli_command, cli_env, file_requests, run_cli, wait_for
-from test_crashes import UNHURRIED, files_out, kill_tree, partials
+from test_crashes import UNHURRIED, files_out, kill_tree, partials, sms_sent
 
 from agent.errors import EXIT_BUSY, EXIT_OK
 from fixtures.pytest_plugin import MockPortal
@@ -131,3 +133,26 @@ def test_a_killed_run_leaves_no_lock_behind(mock_portal: MockPortal, fast_settin
     assert "another run" not in rerun.stderr
     checked = audit(mock_portal, settings)
     assert (checked.problems, checked.unknown) == ([], [])
+
+
+def test_ctrl_c_while_a_prompt_waits_for_the_sms_code_stops_at_once(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    settings = fast_settings()
+    env = cli_env(mock_portal, settings)
+    accounts = json.loads(env["FAPIAO_ACCOUNTS"])
+    accounts["acct"]["sms"] = "prompt"  # a person types the code: the prompt blocks a thread on the terminal
+    env["FAPIAO_ACCOUNTS"] = json.dumps(accounts)
+    process = subprocess.Popen(
+        cli_command("login"), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: sms_sent(mock_portal), process), "the login ended before the SMS was sent"
+        time.sleep(0.5)  # the prompt is up
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)  # stdin stays open: nobody answers the prompt
+    finally:
+        kill_tree(process)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == INTERRUPTED
