@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rowkit import COMPANY, NUMBER, make_row
 
-from agent.archive import Archive, sanitize_component
-from agent.errors import ArchiveError, SettingsError
+from agent.archive import LOCK_NAME, Archive, ArchiveLock, sanitize_component
+from agent.errors import EXIT_BUSY, ArchiveBusy, ArchiveError, SettingsError
 from agent.records import Direction, FileFormat
 
 
@@ -305,3 +309,66 @@ def test_sweep_partials_removes_only_stale_temp_files(tmp_path: Path) -> None:
     os.utime(kept, (0, 0))
     assert Archive(tmp_path).sweep_partials() == [stale.resolve()]
     assert sorted(os.listdir(folder)) == [".b.pdf.part-4e5f6a7b", "a.pdf"]
+
+
+# -- one run per archive
+
+
+async def hold_then(root: Path, inner: ArchiveLock, wait: bool) -> list[str]:
+    """Hold the lock, try `inner` meanwhile; what happened, in order."""
+    events: list[str] = []
+
+    async def second() -> None:
+        async with inner.held(wait=wait):
+            events.append("second holds it")
+
+    async with ArchiveLock(root).held(wait=False):
+        events.append("first holds it")
+        trying = asyncio.ensure_future(second())
+        await asyncio.sleep(0.2)
+        events.append("first lets go")
+    await trying
+    return events
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveBusy) as refused:
+        asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
+    assert refused.value.exit_code == EXIT_BUSY
+    assert f"another run works on the archive {tmp_path}: pid {os.getpid()} on " in str(refused.value)
+    assert "add --wait" in str(refused.value)
+
+
+def test_a_waiting_holder_gets_the_lock_when_it_is_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.archive.LOCK_POLL_SECONDS", 0.05)
+    events = asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=True))
+    assert events == ["first holds it", "first lets go", "second holds it"]
+    assert (tmp_path / LOCK_NAME).is_file()  # left in place: only the flock on it counts
+
+
+HOLDER = """
+import asyncio, sys, time
+from pathlib import Path
+from agent.archive import ArchiveLock
+async def hold():
+    async with ArchiveLock(Path(sys.argv[1])).held(wait=False):
+        print("held", flush=True)
+        time.sleep(60)
+asyncio.run(hold())
+"""
+
+
+def test_a_killed_holder_keeps_no_lock(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(ArchiveBusy, match=f"pid {holder.pid} on "):
+            asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+    async def take() -> bool:
+        async with ArchiveLock(tmp_path).held(wait=False):
+            return True
+
+    assert asyncio.run(take())
