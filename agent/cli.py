@@ -236,8 +236,10 @@ def mock_portal(host: str, port: int, scenario: str, seed: int) -> None:
 @click.option("--seed", type=int, default=2025, show_default=True)
 @click.option("--format", "formats", help="comma-separated: pdf,xml,ofd (default pdf)")
 @click.option("-v", "--verbose", count=True)
+@click.option("--firm", is_flag=True, help="an accounting firm: persons of several companies, through the queue")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary object")
-def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | None, verbose: int, as_json: bool) -> None:
+def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | None, verbose: int, firm: bool,
+         as_json: bool) -> None:
     """Start the built-in mock portal and run the whole job on it, unattended."""
     from agent.demo import check_against_truth, demo_settings, last_month
     from fixtures.portal.server import MockPortalServer
@@ -245,6 +247,8 @@ def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | 
     configure_logging(verbose)
     month = month or last_month()
     start, end = parse_month(month)
+    if firm:
+        demo_firm(month, out, scenario, seed, formats, as_json)
     with MockPortalServer(scenario=scenario, seed=seed) as server:
         if not as_json:
             click.echo(f"mock portal at {server.url}; archiving {month} into {out}/", err=True)
@@ -257,6 +261,48 @@ def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | 
     if not as_json:
         click.echo(f"mock truth: {truth.files_matching} of {truth.files_expected} files match the portal's sha256")
     sys.exit(exit_for(summary) if truth.ok else errors.EXIT_INCOMPLETE)
+
+
+def demo_firm(month: str, out: Path, scenario: str, seed: int, formats: str | None, as_json: bool) -> None:
+    """`fapiao demo --firm`: the mock firm's month through the embedded queue, then one report; exits."""
+    from agent.demo import FIRM_SCENARIO, firm_demo_settings, firm_report, run_firm_month
+    from agent.status import company_months, open_ledger, render_status
+    from fixtures.portal.server import MockPortalServer
+
+    start, end = parse_month(month)
+    with MockPortalServer(scenario=FIRM_SCENARIO if scenario == "default" else scenario, seed=seed) as server:
+        settings = firm_demo_settings(settings_from(None, formats=formats), server.url, out)
+        if not as_json:
+            click.echo(f"mock portal at {server.url}; {len(settings.persons)} persons archive {month} into {out}/", err=True)
+        run_firm_month(settings, start, end)
+        report = firm_report(settings, server.url, month)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        with open_ledger(settings.out, settings.database_url) as ledger:
+            click.echo(render_status(company_months(ledger, month), month))
+        mock = report["mock"]
+        click.echo(f"mock: password logins {mock['password_logins']}, most live sessions {mock['max_live_sessions']}; "
+                   f"{mock['truth_matching']} of {mock['truth_files']} files match the portal's sha256")
+    sys.exit(errors.EXIT_OK if report["complete"] else errors.EXIT_INCOMPLETE)
+
+
+@cli.command()
+@config_option
+@click.option("--out", type=click.Path(path_type=Path), help="archive folder (default: `out` of the config, else ./archive)")
+@click.option("--month", help="YYYY-MM (default: all)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of the table")
+def status(config_file: Path | None, out: Path | None, month: str | None, as_json: bool) -> None:
+    """Companies × months from the ledger: listed, verified, pending, failed, quarantined, paper, last run."""
+    from agent.status import company_months, open_ledger, render_status, status_json
+
+    if month:
+        parse_month(month)
+    settings = settings_from(config_file, out=out)
+    with open_ledger(settings.out, settings.database_url) as ledger:
+        rows = company_months(ledger, month)
+    click.echo(json.dumps(status_json(rows, month), ensure_ascii=False) if as_json else render_status(rows, month))
+    sys.exit(errors.EXIT_OK if all(row.complete for row in rows) else errors.EXIT_INCOMPLETE)
 
 
 @cli.command("setup-browser")
