@@ -18,6 +18,7 @@ import calendar
 import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -31,14 +32,14 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 60.0  # seconds `close()` waits for messages still being sent
 NOT_VERIFIED_SHOWN = 10  # files named in a "month with gaps" message; the rest are counted
-SECRET_SHAPES = re.compile(
-    r"(?i)\b(set-cookie|cookie|dzfp-ssotoken|ssotoken|token|password|passwd|pwd)\b(\s*[:=]\s*)[^\s;,&]+"
-)
+COOKIE_HEADER = re.compile(r"(?i)\b(set-cookie|cookie)(\s*:\s*)[^\n]*")  # a header: everything after it
+SECRET_VALUE = re.compile(r"(?i)\b([\w-]*(?:token|ticket|session|password|passwd|pwd)[\w-]*)(\s*[:=]\s*)[^\s;,&]+")
 
 
 def scrub(text: str) -> str:
     """`text` without any password this process has seen, nor anything shaped like a cookie or token value."""
-    return SECRET_SHAPES.sub(lambda match: f"{match.group(1)}{match.group(2)}********", redact(text))
+    text = COOKIE_HEADER.sub(lambda match: f"{match.group(1)}{match.group(2)}********", redact(text))
+    return SECRET_VALUE.sub(lambda match: f"{match.group(1)}{match.group(2)}********", text)
 
 
 def period_label(date_from: date, date_to: date) -> str:
@@ -50,24 +51,33 @@ def period_label(date_from: date, date_to: date) -> str:
 
 
 class Sender:
-    """The apprise side: one `Apprise` object with the configured URLs, or nothing when none are configured."""
+    """The apprise side: the configured URLs that apprise understands (none: nothing is sent).
+
+    Each message gets an `Apprise` object of its own: messages go out from several threads at once, and a
+    plugin object shared between them would hold each back by its rate limit (5.5 s for e-mail)."""
 
     def __init__(self, urls: Sequence[str]) -> None:
-        self.apprise: Any = None
-        if urls:
-            import apprise
+        self.urls: list[str] = []
+        for url in urls:
+            if self._apprise([url]) is None:
+                log.warning("notify: a URL apprise does not understand was skipped (scheme %s)", url.split(":", 1)[0])
+            else:
+                self.urls.append(url)
 
-            self.apprise = apprise.Apprise()
-            for url in urls:
-                if not self.apprise.add(url):
-                    log.warning("notify: a URL apprise does not understand was skipped (scheme %s)", url.split(":", 1)[0])
+    @staticmethod
+    def _apprise(urls: Sequence[str]) -> Any:
+        import apprise  # only when notifications are configured
+
+        sender = apprise.Apprise()
+        return sender if all(sender.add(url) for url in urls) and len(sender) else None
 
     def send(self, title: str, body: str) -> bool:
-        if self.apprise is None or not len(self.apprise):
+        sender = self._apprise(self.urls) if self.urls else None
+        if sender is None:
             return False
-        sent = bool(self.apprise.notify(title=scrub(title), body=scrub(body)))
+        sent = bool(sender.notify(title=scrub(title), body=scrub(body)))
         if not sent:
-            log.warning("notify: %r could not be sent to every configured URL", title)
+            log.warning("notify: %r could not be sent to every configured URL", scrub(title))
         return sent
 
 
@@ -120,8 +130,9 @@ class Notifier(RunListener):
 
     def close(self, timeout: float = SEND_TIMEOUT) -> None:
         """Wait, at most `timeout` seconds in all, for messages still being sent."""
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [thread for thread in self._threads if thread.is_alive()]
 
 
