@@ -1,4 +1,5 @@
-"""The user's face: `fapiao login | download | verify | report | demo | mock-portal | setup-browser`.
+"""The user's face: `fapiao login | download | verify | report | status | enqueue | worker | serve | demo | mock-portal |
+setup-browser`.
 
 Parses flags, builds Settings once, runs the job, and maps every error to its exit code:
 0 all verified · 1 some failed or pending · 2 usage or config error · 3 login refused · 4 a person is needed ·
@@ -8,12 +9,15 @@ Parses flags, builds Settings once, runs the job, and maps every error to its ex
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import signal
 import sys
-from datetime import date
+import threading
+import time
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +112,16 @@ def cli() -> None:
 @with_common
 @click.option("--account", "accounts", multiple=True, help="account name from the config (repeatable; default: the only one)")
 @click.option("--show", is_flag=True, help="show the browser window")
-def login(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int, accounts: tuple[str, ...], show: bool) -> None:
-    """Log in once interactively and save the session for scheduled runs."""
+@click.option("--person", help="type the SMS code (or captcha) a queued task of this person waits for (fapiao worker)")
+def login(config_file: Path | None, out: Path | None, portal_url: str | None, browser_path: Path | None, verbose: int,
+          accounts: tuple[str, ...], show: bool, person: str | None) -> None:
+    """Log in once interactively and save the session for scheduled runs; with --person, hand the code to the
+    queue's task waiting for that person."""
     configure_logging(verbose)
     settings = settings_from(config_file, out=out, portal_url=portal_url, browser_path=browser_path, headless=False if show else None)
+    if person is not None:
+        hand_in_code(settings, person)
+        return
     request = JobRequest(
         accounts=list(accounts) or [None], date_from=date.today(), date_to=date.today(),
         interactive=is_interactive(True, settings), login_only=True,
@@ -303,6 +313,118 @@ def status(config_file: Path | None, out: Path | None, month: str | None, as_jso
         rows = company_months(ledger, month)
     click.echo(json.dumps(status_json(rows, month), ensure_ascii=False) if as_json else render_status(rows, month))
     sys.exit(errors.EXIT_OK if all(row.complete for row in rows) else errors.EXIT_INCOMPLETE)
+
+
+@cli.command()
+@config_option
+@click.option("--out", type=click.Path(path_type=Path), help="archive folder (default: `out` of the config, else ./archive)")
+@click.option("--person", "persons", multiple=True, help="person from [persons.*] (repeatable; default: every person)")
+@click.option("--company", "companies", multiple=True, help="a company's tax id: a task of the person archiving it (repeatable)")
+@click.option("--month", help="YYYY-MM")
+@click.option("--from", "date_from", help="YYYY-MM-DD (with --to)")
+@click.option("--to", "date_to", help="YYYY-MM-DD (with --from)")
+@click.option("--direction", type=click.Choice(["issued", "received", "both"]), default="both", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per task queued")
+def enqueue(config_file: Path | None, out: Path | None, persons: tuple[str, ...], companies: tuple[str, ...],
+            month: str | None, date_from: str | None, date_to: str | None, direction: str, as_json: bool) -> None:
+    """Put tasks on the queue (one per person and period) for `fapiao worker` to run."""
+    from agent.notify import period_label
+    from agent.queue import FirmQueue, tasks_for
+
+    start, end = period(month, date_from, date_to)
+    settings = settings_from(config_file, out=out)
+    tasks = tasks_for(settings, list(persons), list(companies), start, end, directions(direction))
+    queue = FirmQueue(settings)
+    try:
+        for task in tasks:
+            task_id = queue.enqueue(task)
+            shown = ", ".join(task.companies) if task.companies else "their companies"
+            click.echo(json.dumps({"task_id": task_id, **task.model_dump(mode="json")}, ensure_ascii=False) if as_json
+                       else f"queued {task_id}: {task.person} {period_label(task.date_from, task.date_to)} ({shown})")
+    finally:
+        queue.close()
+
+
+@cli.command()
+@config_option
+@click.option("--out", type=click.Path(path_type=Path), help="archive folder (default: `out` of the config, else ./archive)")
+@click.option("-w", "--workers", type=click.IntRange(1, 64), help="persons driven at once (default: max_persons)")
+@click.option("--until-empty", is_flag=True, help="stop once nothing is queued, scheduled or running (demos, tests, cron)")
+@click.option("-v", "--verbose", count=True, help="-v: one line per task and portal action; -vv: debug")
+def worker(config_file: Path | None, out: Path | None, workers: int | None, until_empty: bool, verbose: int) -> None:
+    """Run the queue's tasks and schedules until stopped (Ctrl-C, SIGTERM: tasks running go back on the queue).
+    A task waiting for a person's code holds its worker: run at least two so that the others go on."""
+    from agent.queue import FirmQueue
+
+    configure_logging(verbose)
+    settings = settings_from(config_file, out=out)
+    queue = FirmQueue(settings)
+    count = workers or settings.max_persons
+    where = "Redis" if settings.queue_url else f"{settings.out / 'queue.sqlite3'}"
+    click.echo(f"worker: {count} at once on {where}; {len(settings.schedules)} schedules; Ctrl-C stops", err=True)
+    stop = stop_on_signals()
+    try:
+        queue.work(count, until_empty, stop)
+    finally:
+        queue.close()
+    last = {outcome.task_id: outcome for outcome in queue.outcomes}  # a task retried ends with its last outcome
+    for outcome in last.values():
+        click.echo(f"{outcome.outcome}: {outcome.person} {outcome.message}".rstrip(), err=True)
+    sys.exit(errors.EXIT_OK if all(outcome.outcome == "complete" for outcome in last.values()) else errors.EXIT_INCOMPLETE)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGINT or SIGTERM; a second one interrupts at once (KeyboardInterrupt)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        click.echo(f"{signal.Signals(signum).name}: stopping; tasks running go back on the queue", err=True)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def hand_in_code(settings: Settings, person: str) -> None:
+    """`fapiao login --person NAME`: the code a parked task of that person waits for, typed here and handed
+    over through the queue; a task held because nobody came in time is started again first (a new SMS)."""
+    from agent.queue import FirmQueue
+
+    name, _ = settings.person(person)
+    queue = FirmQueue(settings)
+    try:
+        waiting = queue.waiting_for(name)
+        if waiting is None and queue.restart_held(name):
+            click.echo(f"{name}'s task starts again; the portal will send a new code", err=True)
+            waiting = wait_until(lambda: queue.waiting_for(name), settings.human_timeout)
+        if waiting is None or waiting.until is None:
+            raise errors.SettingsError(f"no task waits for {name}'s code: none is parked (see the status page), or no worker runs")
+        left = max(0, int((waiting.until - datetime.now()).total_seconds()))
+        if waiting.kind == "captcha" and waiting.image:
+            image = (settings.debug_dir or settings.out / "_debug") / f"captcha-{name}.png"
+            image.parent.mkdir(parents=True, exist_ok=True)
+            image.write_bytes(base64.b64decode(waiting.image))
+            click.echo(f"the captcha is in {image}", err=True)
+        click.echo(f"{name}'s task waits for {waiting.detail} ({left} s left)", err=True)
+        code = click.prompt("code", err=True)
+        if not queue.submit_code(name, code):
+            raise errors.NeedsPerson(f"the wait for {name}'s code ended before it was handed in; run this again")
+        click.echo("handed to the waiting task", err=True)
+    finally:
+        queue.close()
+
+
+def wait_until(found: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.5)
+    return None
 
 
 @cli.command("setup-browser")

@@ -56,6 +56,7 @@ from agent.firm import PersonSummary, PersonTask, archive_person
 from agent.human import CaptchaSolver, HumanInputs, SmsSource, make_captcha_solver, make_sms_source
 from agent.leases import RedisState, SharedState, SqliteState
 from agent.notify import Notifier, Sender, period_label, scrub
+from agent.records import Direction
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,38 @@ def next_run(cron: str, after: datetime, days: int = 1461) -> datetime | None:
     return None
 
 
+def tasks_for(
+    settings: Settings, persons: list[str], companies: list[str], date_from: date, date_to: date,
+    directions: list[Direction],
+) -> list[PersonTask]:
+    """What `fapiao enqueue` puts on the queue: one task per person named (none: every configured person), with
+    all their companies; or, given companies, one task per person who archives them, with those companies."""
+    names = [settings.person(name)[0] for name in persons] or list(settings.all_persons())
+    if not companies:
+        return [PersonTask(person=name, date_from=date_from, date_to=date_to, directions=directions) for name in names]
+    wanted: dict[str, list[str]] = {}
+    for company in dict.fromkeys(company.strip().upper() for company in companies):
+        wanted.setdefault(person_for(settings, company, names), []).append(company)
+    return [
+        PersonTask(person=name, date_from=date_from, date_to=date_to, directions=directions, companies=chosen)
+        for name, chosen in wanted.items()
+    ]
+
+
+def person_for(settings: Settings, company: str, among: list[str]) -> str:
+    """The person who archives `company`: the first (in the config's order) who names it, else the only one of
+    `among` whose companies are "all"."""
+    persons = {name: person for name, person in settings.all_persons().items() if name in among}
+    naming = [name for name, person in persons.items() if isinstance(person.companies, list) and company in person.companies]
+    every = [name for name, person in persons.items() if person.companies == "all"]
+    if naming or len(every) == 1:
+        return (naming or every)[0]
+    raise errors.SettingsError(
+        f"no configured person archives company {company}: add it to a person's companies, or say whose it is with --person"
+        if not every else f"company {company}: several persons have companies = \"all\" ({', '.join(every)}); choose with --person"
+    )
+
+
 def retry_wait(settings: Settings, attempt: int, error: errors.PortalUnavailable) -> float:
     """Seconds before attempt `attempt + 1`: queue_retry_wait doubled per attempt, longer if the portal says so."""
     wait = settings.queue_retry_wait * 2 ** (attempt - 1)
@@ -216,6 +249,7 @@ class FirmQueue:
         self._running: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
         self._busy = 0
         self._stopping = False
+        self.outcomes: list[TaskOutcome] = []  # of the tasks this process ran, in the order they ended
 
     # -- enqueue, look, hand in ----------------------------------------------------------------------------
 
@@ -242,6 +276,10 @@ class FirmQueue:
         self.huey.put(_code_key(person, record["nonce"]), code.strip())
         log.info("a code for %s was handed in", person)
         return True
+
+    def waiting_for(self, person: str) -> Waiting | None:
+        """The live wait for `person`'s code, if a task waits now."""
+        return next((w for w in self.waiting_people() if w.person == person and w.until is not None), None)
 
     def restart_held(self, person: str) -> list[str]:
         """Put back on the queue the tasks of `person` held for want of a code; their ids."""
@@ -475,6 +513,8 @@ class FirmQueue:
             date_to=person_task.date_to, outcome=outcome, message=message, finished=datetime.now(),
         )
         self.state.put(OUTCOMES, task_id, record.model_dump(mode="json"), ttl=OUTCOME_KEEP)
+        with self._lock:
+            self.outcomes.append(record)
 
     def _human_inputs(self, person_task: PersonTask, task_id: str, events: RunEvents) -> HumanInputs:
         """The person's configured sources, except that one needing someone at a terminal (`prompt`) waits for a
@@ -614,5 +654,5 @@ def _summary_line(summary: PersonSummary | None) -> str:
 
 __all__ = [
     "FirmQueue", "Overview", "PersonTask", "QueuedTask", "RunningTask", "ScheduledRun", "TaskOutcome", "Waiting",
-    "build_huey", "lease_name", "month_of", "next_run",
+    "build_huey", "lease_name", "month_of", "next_run", "person_for", "tasks_for",
 ]
