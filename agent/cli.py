@@ -132,8 +132,8 @@ def login(config_file: Path | None, out: Path | None, portal_url: str | None, br
 
 @cli.command()
 @with_common
-@click.option("--account", "accounts", multiple=True, help="account name from the config (repeatable)")
-@click.option("--all-accounts", is_flag=True, help="every configured account, one after another")
+@click.option("--account", "--person", "accounts", multiple=True, help="account or person name from the config (repeatable)")
+@click.option("--all-accounts", is_flag=True, help="every configured account and person, max_persons at a time")
 @click.option("--month", help="YYYY-MM")
 @click.option("--from", "date_from", help="YYYY-MM-DD (with --to)")
 @click.option("--to", "date_to", help="YYYY-MM-DD (with --from)")
@@ -159,7 +159,7 @@ def download(config_file: Path | None, out: Path | None, portal_url: str | None,
         config_file, out=out, portal_url=portal_url, browser_path=browser_path, formats=formats,
         concurrency=concurrency, rate_limit=rate_limit,
     )
-    names: list[str | None] = list(settings.account_names()) if all_accounts else list(accounts) or [None]
+    names: list[str | None] = list(settings.all_persons()) if all_accounts else list(accounts) or [None]
     if not names:
         raise errors.SettingsError("--all-accounts: no account configured; add [accounts.<name>] to the config file (--config)")
     request = JobRequest(

@@ -198,6 +198,8 @@ class PersonRun:
 
     async def _archive(self, company: str) -> RunSummary:
         assert self.context is not None and self.page is not None
+        await self.context.tracing.stop()  # one trace per company: a failed run keeps the failed company's only
+        await self.context.tracing.start()
         self.run_context.events.started(self.name, company)
         work = CompanyRun(self.run_context, company, self.scope, self.context, self.page, self.session, self.gate)
         summary = await work.archive()
