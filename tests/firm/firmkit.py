@@ -64,6 +64,9 @@ class Recorder:
     def login_refused(self, person: str, error: Exception) -> None:
         self.seen.append(("login_refused", person))
 
+    def person_needed(self, person: str, kind: str, detail: str) -> None:
+        self.seen.append(("person_needed", (person, kind)))
+
     def of(self, name: str) -> list[Any]:
         return [value for event, value in self.seen if event == name]
 

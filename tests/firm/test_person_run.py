@@ -107,3 +107,14 @@ def test_a_refused_login_is_told_to_the_run_events_and_raised(mock_portal: MockP
         archive(settings, "zheng", recorder)
     assert recorder.of("login_refused") == ["zheng"]
     assert person_counters(mock_portal, "zheng")["password_logins"] == 0
+
+
+def test_a_person_needed_for_the_sms_code_is_told_to_the_run_events_before_anything_is_typed(
+    mock_portal: MockPortal, tmp_path: Path
+) -> None:
+    nobody = mock_persons(mock_portal, first=2)["wu"].model_copy(update={"sms": "prompt"})  # no terminal, no source
+    settings, recorder = firm_settings(mock_portal, tmp_path, {"wu": nobody}), Recorder()
+    with pytest.raises(errors.NeedsPerson):
+        archive(settings, "wu", recorder)
+    assert recorder.of("person_needed") == [("wu", "sms")]
+    assert person_counters(mock_portal, "wu")["sms_sent"] == 0
