@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,9 @@ def _is_manifest(path: Path) -> bool:
 
 
 def _crash_in_commit(nth: int) -> None:
-    """The K-th mark_verified runs its UPDATE inside BEGIN IMMEDIATE, and the process dies before COMMIT."""
+    """The K-th mark_verified runs its UPDATE inside its write transaction, and the process dies before COMMIT."""
     ledger = agent.ledger.Ledger
-    original_mark, original_transaction = ledger.mark_verified, ledger._transaction
+    original_mark, original_write = ledger.mark_verified, ledger._write
     state = {"seen": 0, "armed": False}
 
     def mark_verified(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -67,15 +66,15 @@ def _crash_in_commit(nth: int) -> None:
         state["armed"] = state["seen"] == nth
         original_mark(self, *args, **kwargs)
 
-    def transaction(self: Any, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    def write(self: Any, work: Callable[[Any], Any]) -> Any:
         if state["armed"]:
-            self._connection.execute("BEGIN IMMEDIATE")
-            work(self._connection)
-            die()
-        return original_transaction(self, work)
+            with self._writer.begin() as connection:  # BEGIN IMMEDIATE on SQLite
+                work(connection)
+                die()
+        return original_write(self, work)
 
     ledger.mark_verified = mark_verified  # type: ignore[method-assign]
-    ledger._transaction = transaction  # type: ignore[method-assign]
+    ledger._write = write  # type: ignore[method-assign]
 
 
 def arm() -> None:
