@@ -256,10 +256,12 @@ def _file_answer(status: int, headers: Mapping[str, str], body: bytes, fmt: File
 def _file_problem(status: int, content_type: str, body: bytes, fmt: FileFormat) -> errors.FapiaoError | None:
     if "json" in content_type.lower() or body.lstrip().startswith(b"{"):
         return _file_json_error(status, body)
-    if html_title(body) is not None or "html" in content_type.lower():
+    if html_title(body) is not None:
         return _file_page_error(status, body, fmt)
-    if _is_script(body):
+    if _is_script(body):  # a bare script, whatever its type says
         return errors.AntiBot(f"the portal answered a {fmt.value.upper()} download with a script (anti-bot check)")
+    if "html" in content_type.lower():
+        return _file_page_error(status, body, fmt)
     if status >= 500:
         return errors.PortalUnavailable(f"HTTP {status} from the file service")
     return None

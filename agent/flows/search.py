@@ -14,6 +14,7 @@ reported, never ignored.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -36,6 +37,7 @@ from agent.records import Direction, InvoiceRow
 log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_MS = 30_000
+UNREAD_BODY_WAIT = 2.0  # seconds for the body of an answer the page's script may never read (not JSON)
 LARGEST_PAGE = max(PAGE_SIZES)
 SPLIT_ABOVE_PAGES = 10  # a range with more pages of rows is listed in parts (by 开票日期), down to single days
 PART_FILL = 0.8  # parts aim at 80 % of that: invoices are not spread evenly over the days, and a part too full is cut again
@@ -100,7 +102,7 @@ async def open_query_page(page: Page, profile: PortalProfile) -> None:
     except PlaywrightError as exc:
         raise navigation_error(exc, url) from None
     if response is not None and response.status >= 400:
-        answers.judge(response.status, response.headers, await _body(response), url, answers.PAGE)
+        answers.judge(response.status, response.headers, await _body(response) or b"", url, answers.PAGE)
 
 
 Pace = Callable[[], Awaitable[None]]  # waits for the politeness gate before a query (agent.retry.Gate.wait)
@@ -162,6 +164,10 @@ async def _query(page: Page, profile: PortalProfile, direction: Direction, actio
             await action()
         response = await info.value
     body = await _body(response)
+    if body is None and response.status < 300:
+        # the page would not read it: not JSON (a script, a page) where JSON was due; the page is reloaded
+        raise errors.AntiBot(f"the query answer ({response.headers.get('content-type', 'no type')}) is not one the page reads; reloading the page")
+    body = body or b""
     answers.api_json(response.status, response.headers, body, response.url)
     try:
         return parse_query_response(body.decode("utf-8", "replace"), direction)
@@ -170,13 +176,16 @@ async def _query(page: Page, profile: PortalProfile, direction: Direction, actio
         return await _read_table(page, profile, direction)
 
 
-async def _body(response: Response) -> bytes:
-    """The answer's bytes; none when the page navigated away first (it reloads on a 503 page, and a redirect
-    has no body), which leaves the status to say what happened."""
+async def _body(response: Response) -> bytes | None:
+    """The answer's bytes; None when they cannot be had, which leaves the status to say what happened: the page
+    navigated away first (it reloads on a 503 page; a redirect has no body), or the page never reads them (its
+    script reads JSON answers only, and the browser holds an unread body open), so an answer that is not JSON
+    is waited for briefly."""
+    readable = "json" in response.headers.get("content-type", "") and response.status < 400
     try:
-        return await response.body()
-    except PlaywrightError:
-        return b""
+        return await asyncio.wait_for(response.body(), RESPONSE_TIMEOUT_MS / 1000 if readable else UNREAD_BODY_WAIT)
+    except (PlaywrightError, TimeoutError):
+        return None
 
 
 def check_answer(answer: QueryPage, query: SearchQuery, start: date, end: date, total: int | None) -> None:

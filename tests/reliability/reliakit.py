@@ -273,7 +273,8 @@ MATRIX_HEADER = (
 
 
 MIX = "all at once"
-KIND_ORDER = [*get_args(FaultKind), MIX]
+KEY_ROTATION = "key_rotation"  # not a fault: the signing keys of realistic mode expiring mid-run
+KIND_ORDER = [*get_args(FaultKind), KEY_ROTATION, MIX]
 
 
 @dataclass(frozen=True)
