@@ -250,6 +250,7 @@ class FirmQueue:
         self._busy = 0
         self._stopping = False
         self.outcomes: list[TaskOutcome] = []  # of the tasks this process ran, in the order they ended
+        self._asked: dict[str, NeededFor] = {}  # task id -> what its last wait for a person was for
 
     # -- enqueue, look, hand in ----------------------------------------------------------------------------
 
@@ -483,6 +484,8 @@ class FirmQueue:
 
     def _conclude(self, person_task: PersonTask, task: Task, record: dict[str, Any], result: _Result) -> None:
         """After the lease is released: put back, retry later, hold, or record the outcome."""
+        with self._lock:
+            asked = self._asked.pop(task.id, "sms")
         if result.kind == "interrupted":
             log.info("task %s of %s stopped with its worker: put back on the queue", task.id, person_task.person)
             self.enqueue(person_task, task.retries, task.id)
@@ -497,12 +500,12 @@ class FirmQueue:
             task.retries -= 1  # RetryTask gives one back: this way each retry costs one
             raise RetryTask(delay=wait)
         if result.kind == "needs person":
-            self._hold(person_task, task, record, message)
+            self._hold(person_task, task, record, message, asked)
         self._record(task.id, person_task, result.kind, message or _summary_line(result.summary))
 
-    def _hold(self, person_task: PersonTask, task: Task, record: dict[str, Any], message: str) -> None:
+    def _hold(self, person_task: PersonTask, task: Task, record: dict[str, Any], message: str, kind: NeededFor) -> None:
         waiting = Waiting(
-            person=person_task.person, kind="sms", detail=message, task_id=task.id, companies=person_task.companies,
+            person=person_task.person, kind=kind, detail=message, task_id=task.id, companies=person_task.companies,
             date_from=person_task.date_from, date_to=person_task.date_to, since=datetime.now(), until=None,
         )
         self.state.put(HELD, task.id, {"waiting": waiting.model_dump(mode="json"), "order": record["order"], "retries": task.retries})
@@ -591,6 +594,8 @@ class CodeWaiter:
             image=base64.b64encode(image).decode() if image else None,
         )
         state = self.queue.state
+        with self.queue._lock:
+            self.queue._asked[self.task_id] = kind
         await asyncio.to_thread(state.put, WAITING, person, {**waiting.model_dump(mode="json"), "nonce": nonce}, self.lifetime + 5)
         log.warning("task %s waits for %s: %s (until %s)", self.task_id, person, detail, f"{until:%H:%M:%S}")
         self.events.person_needed(person, kind, f"{detail}, until {until:%H:%M}")
