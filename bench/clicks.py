@@ -15,6 +15,7 @@ from typing import Any
 from playwright.async_api import Locator, Page
 
 from agent.browser import BrowserSession, find_chromium
+from agent.flows.widgets import pick_dates, pick_page_size
 from agent.portal import PortalProfile
 from agent.records import Direction
 
@@ -45,11 +46,10 @@ async def _show_month(page: Page, profile: PortalProfile, period: tuple[date, da
     selectors = profile.query
     await page.goto(profile.url(profile.paths.query_page))
     await page.click(selectors.direction_tab[Direction.received])
-    await page.fill(selectors.date_from, period[0].isoformat())
-    await page.fill(selectors.date_to, period[1].isoformat())
+    await pick_dates(page, profile, *period)  # the date-range picker: its inputs are read-only
     await page.click(selectors.submit)
     await page.locator(selectors.body_rows).first.wait_for()
-    await page.select_option(selectors.page_size, str(LARGEST_PAGE))
+    await pick_page_size(page, profile, LARGEST_PAGE)  # a popup of options, not a <select>
     await page.locator(selectors.body_rows).nth(shown - 1).wait_for()  # the page of 100 is drawn
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
@@ -201,6 +202,7 @@ def test_an_answer_to_another_query_is_asked_again(
     mock_portal: MockPortal, agent_settings: SettingsFactory, caplog: pytest.LogCaptureFixture,
     change: Callable[[dict[str, Any]], None], page_number: int, says: str,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="agent")
     found = listing(agent_settings(), october(Direction.received), tamper_once(change, page_number))
     assert {row.number for row in found.rows} == truth_numbers(mock_portal, Direction.received)
     assert found.portal_total == 230 and not found.count_mismatches

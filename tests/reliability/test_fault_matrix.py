@@ -121,7 +121,7 @@ CASES = [
     *[
         Case("session_loss", f"the session ends on {where}; it answers {says} until a new login", [
             {"kind": "session_loss", "signal": signal, "target": target, "count": 1, **strike}],
-            label=f"session_loss ({signal})", logins=2)
+            label=f"session_loss ({signal}, {target})", logins=2)
         for signal, target, strike, where, says in [
             ("redirect", "query", {}, "the first query", "302 to the SSO login"),
             ("redirect", "file", {"rate": 0.3}, "a file request", "302 to the SSO login"),
