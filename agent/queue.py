@@ -329,6 +329,12 @@ class FirmQueue:
     # -- schedules -----------------------------------------------------------------------------------------
 
     def _add_schedule(self, index: int, schedule: Schedule) -> None:
+        for person in schedule.persons if schedule.persons != "all" else []:
+            try:
+                self.settings.person(person)
+            except errors.SettingsError as exc:
+                raise errors.SettingsError(f"schedules.{index}.persons: {exc}") from None
+
         def fire() -> None:
             minute = datetime.now().strftime("%Y%m%d%H%M")
             if self.state.claim(f"schedule:{index}:{minute}", ttl=180):

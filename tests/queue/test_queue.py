@@ -224,6 +224,8 @@ def test_a_bad_schedule_or_queue_url_is_refused_with_its_setting(tmp_path: Path)
         queue_settings(tmp_path, "sqlite", schedules=[{"cron": "0 2 32 * *"}])
     with pytest.raises(SettingsError, match="5 fields"):
         queue_settings(tmp_path, "sqlite", schedules=[{"cron": "0 2 3 *"}])
+    with pytest.raises(SettingsError, match="schedules.0.persons: unknown person 'zed'"):
+        FirmQueue(queue_settings(tmp_path, "sqlite", schedules=[{"cron": "0 2 3 * *", "persons": ["ann", "zed"]}]))
     with pytest.raises(SettingsError, match="queue_url"):
         FirmQueue(queue_settings(tmp_path, "sqlite", queue_url="amqp://localhost"))
     with pytest.raises(SettingsError, match="cannot reach Redis"):
