@@ -190,7 +190,8 @@ async def _body(response: Response) -> bytes | None:
 
 def check_answer(answer: QueryPage, query: SearchQuery, start: date, end: date, total: int | None) -> None:
     """The answer is for this query: rows inside [start, end], of the asked direction by the company's own tax
-    id, and (when `total` is the Total of the walk's first page) the same Total. Else it is asked for again."""
+    id (seller of an issued row, buyer of a received one; a row that leaves it empty has nothing to contradict),
+    and (when `total` is the Total of the walk's first page) the same Total. Else it is asked for again."""
     outside = [row for row in answer.rows if not start <= row.issued_at.date() <= end]
     if outside:
         row = outside[0]
@@ -199,7 +200,7 @@ def check_answer(answer: QueryPage, query: SearchQuery, start: date, end: date, 
             "an answer to another query; asking again"
         )
     own = "seller_tax_id" if query.direction is Direction.issued else "buyer_tax_id"
-    others = [row for row in answer.rows if query.company_id and getattr(row, own) != query.company_id]
+    others = [row for row in answer.rows if query.company_id and getattr(row, own) not in (query.company_id, "")]
     if others:
         raise errors.PortalUnavailable(
             f"the portal answered {query.direction} rows whose {own} is not {query.company_id} "

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from agentkit import MONTH, SettingsFactory, run_async, run_job
 from playwright.async_api import Page, Route
+from rowkit import COMPANY, make_row
 
 from agent.browser import BrowserSession, find_chromium
 from agent.config import Settings
-from agent.errors import SessionLost
-from agent.flows.search import Listing, SearchQuery, search, split_range
+from agent.errors import PortalUnavailable, SessionLost
+from agent.flows.search import Listing, SearchQuery, check_answer, search, split_range
 from agent.job import profile_for
+from agent.parsers.listing import QueryPage
 from agent.portal import PortalProfile
-from agent.records import Direction
+from agent.records import Direction, InvoiceRow
 from agent.retry import Gate, retrying
 from fixtures.portal.pages import static_text
 from fixtures.pytest_plugin import MockPortal
@@ -216,3 +218,38 @@ def test_kind_and_status_filters_are_picked_in_their_popups(mock_portal: MockPor
     expected = truth_numbers(mock_portal, Direction.issued, lambda i: i["FplxDm"] in kinds and i["FpztDm"] == "01")
     assert {row.number for row in found.rows} == expected
     assert 0 < len(expected) < 60
+
+
+def answer_of(*rows: InvoiceRow, total: int | None = None) -> QueryPage:
+    return QueryPage(page_number=1, page_size=20, total=len(rows) if total is None else total, rows=list(rows))
+
+
+RECEIVED_OCTOBER = SearchQuery(
+    direction=Direction.received, company_id=COMPANY, date_from=date(2025, 10, 1), date_to=date(2025, 10, 31)
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "walk_total", "says"),
+    [
+        (answer_of(make_row(issued_at=datetime(2025, 9, 30, 23, 59, 59))), None, "outside 2025-10-01..2025-10-31"),
+        (answer_of(make_row(issued_at=datetime(2025, 11, 1))), None, "outside"),
+        (answer_of(make_row(buyer_tax_id="91110000600012345X", seller_tax_id=COMPANY)), None, "buyer_tax_id is not"),
+        (answer_of(make_row(), total=21), 20, "Total changed from 20 to 21"),
+    ],
+)
+def test_an_answer_for_another_query_is_refused(answer: QueryPage, walk_total: int | None, says: str) -> None:
+    with pytest.raises(PortalUnavailable, match=says):
+        check_answer(answer, RECEIVED_OCTOBER, date(2025, 10, 1), date(2025, 10, 31), walk_total)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        answer_of(make_row(issued_at=datetime(2025, 10, 1)), make_row("2", issued_at=datetime(2025, 10, 31, 23, 59, 59))),
+        answer_of(make_row(buyer_tax_id="")),  # nothing to contradict
+        answer_of(),
+    ],
+)
+def test_an_answer_for_this_query_is_taken(answer: QueryPage) -> None:
+    check_answer(answer, RECEIVED_OCTOBER, date(2025, 10, 1), date(2025, 10, 31), answer.total)
