@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
+import functools
 import logging
 import multiprocessing
 import os
+import select
 import signal
-import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from enum import StrEnum
@@ -46,8 +47,6 @@ from agent.verify import MAX_FILE_BYTES, check_other_format, check_pdf, check_si
 from agent.workers import CheckPool
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 
 CONSECUTIVE_OUTAGES_TO_STOP = 5  # files failing in a row on an unavailable portal: stop, the rest stay to do
 MOST_RELOADS_IN_A_ROW = 5  # anti-bot reloads of the file page without one good answer between: stop
@@ -87,18 +86,31 @@ def verify_bytes(data: bytes, row: InvoiceRow, fmt: FileFormat, check_qr: bool) 
         check_other_format(data, fmt, row)
 
 
-def _ignore_stop_signals() -> None:
+def _worker_start(main_pid: int) -> None:
     """In each worker. A Ctrl-C at a terminal reaches the whole process group, and `docker stop` or systemd
     send SIGTERM to every process: the main process stops the run (agent/signals.py) and shuts the pool down
-    itself, so a worker must not die mid-file (a traceback, a broken pool). On Linux a worker also dies with
-    its parent, the forkserver, which ends with the main process: a run killed outright (SIGKILL, the OOM
-    killer) leaves no worker behind."""
+    itself, so a worker must not die mid-file (a traceback, a broken pool). And a worker ends with the main
+    process however that ends (SIGKILL, the OOM killer): nothing else would end it, as the forkserver it comes
+    from lives as long as its workers do."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent was gone before the line above
-            os._exit(1)
+    _end_with(main_pid)
+
+
+def _end_with(pid: int) -> None:
+    """End this process when process `pid` ends: a thread waits on a pidfd (Linux 5.3+; elsewhere nothing)."""
+    try:
+        watched = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # already gone
+    except (AttributeError, OSError):
+        return
+
+    def wait() -> None:
+        select.select([watched], [], [])
+        os._exit(1)
+
+    threading.Thread(target=wait, name=f"ends-with-{pid}", daemon=True).start()
 
 
 class Verifier:
@@ -112,7 +124,7 @@ class Verifier:
         context.set_forkserver_preload(["agent.verify"])  # imported once, not once per worker
         self._count = workers or os.cpu_count() or 1
         # workers under memory and CPU limits; one killed by them costs only its file (agent/workers.py)
-        self._pool = CheckPool(self._count, context, initializer=_ignore_stop_signals)
+        self._pool = CheckPool(self._count, context, initializer=functools.partial(_worker_start, os.getpid()))
         self._started: asyncio.Future[None] | None = None
         self.check_qr = check_qr
         self.max_file_bytes = max_file_bytes

@@ -118,14 +118,18 @@ def test_with_wait_the_second_run_starts_when_the_first_ends_and_fetches_nothing
     assert set(file_requests(mock_portal).values()) == {1}  # each file fetched once: by the first run
 
 
-def test_a_killed_run_leaves_no_lock_behind(mock_portal: MockPortal, fast_settings: SettingsFactory) -> None:
-    settings = fast_settings()
+def test_a_run_killed_outright_leaves_no_process_and_no_lock_behind(
+    mock_portal: MockPortal, fast_settings: SettingsFactory
+) -> None:
+    settings = fast_settings(workers=2)
     env = cli_env(mock_portal, settings)
     first = start_download(env)
     try:
-        assert wait_for(lambda: files_out(1)(mock_portal), first)
-        os.kill(first.pid, signal.SIGKILL)
+        assert wait_for(lambda: files_out(3)(mock_portal), first)
+        started = descendants(first.pid)
+        os.kill(first.pid, signal.SIGKILL)  # the OOM killer, kill -9: nothing runs in the agent any more
         first.wait(timeout=30)
+        assert still_running(started) == []  # verify workers end with it; Playwright's driver ends Chromium
         rerun = run_cli(["download", "--month", MONTH], env)
     finally:
         kill_tree(first)
