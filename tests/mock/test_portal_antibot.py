@@ -29,6 +29,8 @@ def start_portal() -> Iterator[StartPortal]:
     started: list[MockPortal] = []
 
     def start(*faults: dict[str, Any], **settings: Any) -> tuple[MockPortal, httpx.Client]:
+        # over HTTP the answers are read bare: plain traffic unless a test asks for the page's signing
+        settings = {"realistic": False, **settings}
         portal_settings = PortalSettings(invoices_per_month=10, sms_resend_seconds=0, **settings)
         scenario = Scenario(
             name="test", faults=[FaultSpec(**fault) for fault in faults], portal=portal_settings

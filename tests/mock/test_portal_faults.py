@@ -32,7 +32,7 @@ def start_portal() -> Iterator[StartPortal]:
         scenario = Scenario(
             name="test",
             faults=[FaultSpec(**fault) for fault in faults],
-            portal=PortalSettings(invoices_per_month=30),
+            portal=PortalSettings(invoices_per_month=30, realistic=False),  # the server's logic, over HTTP
         )
         started.append(start_mock_portal(scenario, seed))
         return started[-1]
@@ -257,7 +257,7 @@ def test_rate_draws_are_reproducible_with_the_seed(start_portal: StartPortal) ->
 def test_scenario_from_a_toml_file(tmp_path: Path, mock_portal_factory: Callable[..., MockPortal]) -> None:
     path = tmp_path / "cut.toml"
     path.write_text(
-        'name = "cut"\n[portal]\ninvoices_per_month = 30\n[[faults]]\nkind = "rate_limit"\ncount = 1\n'
+        'name = "cut"\n[portal]\ninvoices_per_month = 30\nrealistic = false\n[[faults]]\nkind = "rate_limit"\ncount = 1\n'
     )
     portal = mock_portal_factory(path)
     client = portal.log_in(portal.client())

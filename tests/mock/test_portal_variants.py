@@ -45,7 +45,7 @@ def lists_invoices(client: httpx.Client) -> bool:
 # ---- password_roles: the roles come with the password answer ----
 
 
-@pytest.mark.mock_portal("password_roles")
+@pytest.mark.mock_portal("password_roles", realistic=False)  # read over HTTP: plain traffic
 def test_password_login_answers_with_the_roles_and_sends_no_sms(mock_portal: MockPortal) -> None:
     client = mock_portal.client()
     answer = first_step(client, "/enterprise/passwordLogin", company(mock_portal, 1), "13800000002").json()
@@ -62,7 +62,7 @@ def test_password_login_answers_with_the_roles_and_sends_no_sms(mock_portal: Moc
     assert lists_invoices(client) and mock_portal.sms_outbox("13800000002") == []
 
 
-@pytest.mark.mock_portal("password_roles")
+@pytest.mark.mock_portal("password_roles", realistic=False)  # read over HTTP: plain traffic
 def test_password_login_with_one_role_answers_the_code(mock_portal: MockPortal) -> None:
     answer = first_step(
         mock_portal.client(), "/enterprise/passwordLogin", company(mock_portal), "13800000001"
@@ -70,7 +70,7 @@ def test_password_login_with_one_role_answers_the_code(mock_portal: MockPortal) 
     assert answer.json()["data"]["next"] == "done" and len(answer.json()["data"]["code"]) == 32
 
 
-@pytest.mark.mock_portal("password_roles")
+@pytest.mark.mock_portal("password_roles", realistic=False)  # read over HTTP: plain traffic
 def test_password_login_refusals_keep_the_envelope(mock_portal: MockPortal) -> None:
     client = mock_portal.client()
     body = {"creditCode": company(mock_portal), "account": "13800000001", "password": "wrong"}
@@ -99,7 +99,7 @@ def test_a_province_has_only_its_own_login_paths(
 # ---- renamed paths ----
 
 
-@pytest.mark.mock_portal("renamed")
+@pytest.mark.mock_portal("renamed", realistic=False)  # read over HTTP: plain traffic
 def test_renamed_paths_log_in_with_an_sms_code(mock_portal: MockPortal) -> None:
     client = mock_portal.client()
     answer = first_step(client, "/user/first/accountLogin", company(mock_portal), "13800000001").json()
@@ -113,14 +113,14 @@ def test_renamed_paths_log_in_with_an_sms_code(mock_portal: MockPortal) -> None:
 
 @pytest.mark.parametrize("scenario", ["default", "password_roles", "renamed", "sphandler"])
 def test_the_plugin_logs_in_on_every_variant(mock_portal_factory: StartPortal, scenario: str) -> None:
-    portal = mock_portal_factory(scenario, invoices_per_month=5)
+    portal = mock_portal_factory(scenario, invoices_per_month=5, realistic=False)  # listed over HTTP
     assert lists_invoices(portal.log_in(portal.client(), "13800000002", role="办税员"))
 
 
 # ---- entry through spHandler ----
 
 
-@pytest.mark.mock_portal("sphandler")
+@pytest.mark.mock_portal("sphandler", realistic=False)  # read over HTTP: plain traffic
 def test_sphandler_sends_a_stranger_to_login_coming_back_to_oauth2_handle_servlet(
     mock_portal: MockPortal,
 ) -> None:
@@ -133,7 +133,7 @@ def test_sphandler_sends_a_stranger_to_login_coming_back_to_oauth2_handle_servle
     assert client.get(SP_HANDLER, params={"cdlj": "elsewhere"}).status_code == 404
 
 
-@pytest.mark.mock_portal("sphandler")
+@pytest.mark.mock_portal("sphandler", realistic=False)  # read over HTTP: plain traffic
 def test_oauth2_handle_servlet_opens_the_session_and_goes_to_cd_path(mock_portal: MockPortal) -> None:
     client = mock_portal.client()
     answer = first_step(client, "/enterprise/quick/accountLogin", company(mock_portal), "13800000001").json()
