@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from agentkit import run_async
 from hypothesis import given
 from hypothesis import strategies as st
 from rowkit import COMPANY, NUMBER, make_row
@@ -333,7 +334,7 @@ async def hold_then(root: Path, inner: ArchiveLock, wait: bool) -> list[str]:
 
 def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
     with pytest.raises(ArchiveBusy) as refused:
-        asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
+        run_async(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
     assert refused.value.exit_code == EXIT_BUSY
     assert f"another run works on the archive {tmp_path}: pid {os.getpid()} on " in str(refused.value)
     assert "add --wait" in str(refused.value)
@@ -341,7 +342,7 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> N
 
 def test_a_waiting_holder_gets_the_lock_when_it_is_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("agent.archive.LOCK_POLL_SECONDS", 0.05)
-    events = asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=True))
+    events = run_async(hold_then(tmp_path, ArchiveLock(tmp_path), wait=True))
     assert events == ["first holds it", "first lets go", "second holds it"]
     assert (tmp_path / LOCK_NAME).is_file()  # left in place: only the flock on it counts
 
@@ -363,7 +364,7 @@ def test_a_killed_holder_keeps_no_lock(tmp_path: Path) -> None:
     with subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env) as holder:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with pytest.raises(ArchiveBusy, match=f"pid {holder.pid} on "):
-            asyncio.run(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
+            run_async(hold_then(tmp_path, ArchiveLock(tmp_path), wait=False))
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
 
@@ -371,4 +372,4 @@ def test_a_killed_holder_keeps_no_lock(tmp_path: Path) -> None:
         async with ArchiveLock(tmp_path).held(wait=False):
             return True
 
-    assert asyncio.run(take())
+    assert run_async(take())

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agentkit import run_async
 
 from agent import human
 from agent.human import FileSms, make_captcha_solver, make_sms_source
@@ -36,7 +37,7 @@ def test_waiting_for_an_sms_file_says_so_at_warning(tmp_path: Path, monkeypatch:
         return await reading
 
     with caplog.at_level(logging.WARNING, logger="agent.human"):
-        assert asyncio.run(arrives_late()) == "123456"
+        assert run_async(arrives_late()) == "123456"
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 1 and "the SMS code sent to 138****0001" in said[0] and str(inbox) in said[0]
 
@@ -46,7 +47,7 @@ def test_a_slow_sms_command_is_said_and_a_quick_one_is_not(monkeypatch: pytest.M
     slow = make_sms_source(f"command:{sys.executable} -c 'import time; time.sleep(0.8); print(654321)'", False, "138", 10)
     quick = make_sms_source(f"command:{sys.executable} -c 'print(111222)'", False, "138", 10)
     with caplog.at_level(logging.WARNING, logger="agent.human"):
-        assert asyncio.run(quick.code("138****0001", time.time())) == "111222"
+        assert run_async(quick.code("138****0001", time.time())) == "111222"
         assert not caplog.records
-        assert asyncio.run(slow.code("138****0001", time.time())) == "654321"
+        assert run_async(slow.code("138****0001", time.time())) == "654321"
     assert "waiting up to" in caplog.records[0].getMessage() and "SMS code" in caplog.records[0].getMessage()
