@@ -1,6 +1,7 @@
 """The limit: the fastest a correct tool could fetch and verify the same files on this machine.
 
-A plain async HTTP client (httpx) with the agent's session cookie and the agent's concurrency downloads every
+A plain async HTTP client (httpx) with a session on a plain mock of the same month (a realistic one refuses any
+client outside the page) and the agent's concurrency downloads every
 file the agent verified, and agent.verify.check_pdf (with the agent's check_qr) checks each one in a process
 pool of one worker per core, started before the clock starts. Two shapes are timed and the faster is the limit:
 `sequential` (all downloads, then all checks in batches) and `pipelined` (each file checked as it arrives),
@@ -11,13 +12,11 @@ Nothing is written to disk: the limit leaves out the archive and ledger work the
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,14 +39,6 @@ def verify_batch(files: list[tuple[bytes, InvoiceRow]], check_qr: bool) -> list[
         except FileRejected as exc:
             errors.append(f"{row.number}: {exc}")
     return errors
-
-
-def session_cookies(storage_state: Path) -> httpx.Cookies:
-    """The cookies of the agent's saved browser session (a Playwright storage state)."""
-    cookies = httpx.Cookies()
-    for cookie in json.loads(storage_state.read_text(encoding="utf-8"))["cookies"]:
-        cookies.set(cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"])
-    return cookies
 
 
 class Limit:

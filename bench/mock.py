@@ -13,6 +13,7 @@ import psutil
 from agent.config import Account
 from agent.demo import demo_account
 from agent.records import Direction
+from fixtures.portal.http_login import log_in_over_http
 
 SEED = 2025
 WARM_TIMEOUT = 3600.0  # the first warm-up of a 10,000-invoice month renders 30,000 files
@@ -55,6 +56,25 @@ class MockPortalProcess:
 
     def account(self) -> Account:
         return demo_account(self.url)
+
+    def http_session(self, account: Account) -> httpx.Cookies:
+        """A session logged in over HTTP as login.js does (SMS code from the mock's outbox): the cookies a bare
+        client outside the page needs. Only a plain portal then answers that client."""
+        with httpx.Client(base_url=self.url, timeout=60, trust_env=False) as control:
+
+            def sms_code(mobile: str) -> str:
+                code: str = control.get("/__mock__/sms", params={"mobile": mobile}).json()["messages"][-1]["code"]
+                return code
+
+            def captcha(captcha_id: str) -> str | None:
+                answer: str | None = control.get("/__mock__/captcha", params={"id": captcha_id}).json()["answer"]
+                return answer
+
+            with httpx.Client(base_url=self.url, timeout=60, trust_env=False) as client:
+                assert account.password is not None
+                password = account.password.get_secret_value()
+                log_in_over_http(client, account.company_id, account.login, password, sms_code, captcha)
+                return httpx.Cookies(client.cookies)
 
     def warm(self, month: str, company_id: str) -> dict[str, Any]:
         """Render (or load from the disk cache) every file of the month; returns the month's counts."""

@@ -93,11 +93,11 @@ def _cpu_lines(results: dict[str, Any]) -> list[str]:
 
 def _target_lines(results: dict[str, Any]) -> list[str]:
     by_size = {size["invoices"]: size for size in results["sizes"]}
-    lines = ["Targets (issue 5):"]
+    lines = ["Targets (issue 9: the agent on the realistic mock, the limit on the plain one; issue 5's before them):"]
     if TARGET_SIZE in by_size:
         size = by_size[TARGET_SIZE]
         ratio, rerun = size["derived"]["agent_vs_limit"], size["rerun"]["wall_s"]
-        lines.append(f"- agent >= 0.8 x limit at N = {TARGET_SIZE:,}: {ratio:.2f} {_mark(ratio >= 0.8)}")
+        lines.append(f"- agent >= 0.5 x limit at N = {TARGET_SIZE:,} (issue 5: 0.8): {ratio:.2f} {_mark(ratio >= 0.5)}")
         lines.append(f"- rerun of a finished {TARGET_SIZE:,}-invoice month < 3 s: {rerun:.2f} s {_mark(rerun < 3)}")
     speedups = [size["derived"]["agent_vs_clicks"] for size in results["sizes"]]
     lines.append(f"- agent >= 30 x clicks: {', '.join(f'{s:.0f}' for s in speedups)} {_mark(min(speedups) >= 30)}")
