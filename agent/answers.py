@@ -26,9 +26,7 @@ lives in agent.portal. What each answer means (portal-reference.md, "What the pa
 from __future__ import annotations
 
 import contextlib
-import html
 import json
-import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,7 +39,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent import errors
 from agent.browser import TLS_ERROR_MARKS, navigation_error
-from agent.parsers.listing import html_title
+from agent.parsers.listing import html_text, html_title
 from agent.portal import FILE_MAGIC, LOGIN_ERROR_CODES, Messages, Signals
 from agent.records import FileFormat
 
@@ -234,7 +232,7 @@ def _page_answer(status: int, body: bytes) -> bytes:
     """A page load: its HTML when the status is a success, else what the page or the status says."""
     if status < 400:
         return body
-    raise _page_error(body) or _status_error(status, _html_text(body))
+    raise _page_error(body) or _status_error(status, html_text(body))
 
 
 # -- files
@@ -301,7 +299,7 @@ def _page_error(body: bytes) -> errors.FapiaoError | None:
     """What an HTML page says, when it says something the agent knows; None when it is not such a page."""
     if html_title(body) is None:
         return None
-    text = _html_text(body)
+    text = html_text(body)
     known = _known_message(text)
     if known is not None:
         return known
@@ -320,13 +318,6 @@ def _is_challenge(body: bytes) -> bool:
 def _is_script(body: bytes) -> bool:
     """A 200 whose body is a long script rather than data: the anti-bot check."""
     return len(body) >= SIGNALS.script_min_length and _says(body[:65536].decode("utf-8", "replace"), SIGNALS.challenge_marks)
-
-
-def _html_text(body: bytes) -> str:
-    text = re.sub(
-        r"<(script|style)\b.*?</\1>|<[^>]+>", " ", body.decode("utf-8", "replace"), flags=re.DOTALL | re.IGNORECASE
-    )
-    return " ".join(html.unescape(text).split())
 
 
 # -- login (SSO) answers

@@ -20,8 +20,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.errors import (
     FapiaoError,
-    FileCorrupt,
-    FileNotReady,
     Maintenance,
     PortalChanged,
     PortalUnavailable,
@@ -31,7 +29,7 @@ from agent.errors import (
 )
 from agent.parsers.amounts import parse_amount, to_fen
 from agent.portal import KIND_NAMES, ROW_FIELDS, SOURCE_NAMES, STATUS_NAMES, TABLE_HEADERS, Messages
-from agent.records import Direction, FileFormat, InvoiceRow
+from agent.records import Direction, InvoiceRow
 
 MESSAGES = Messages()
 LISTING_TIME = "%Y-%m-%d %H:%M:%S"
@@ -170,40 +168,6 @@ def _table_money(text: str, field: str) -> Decimal:
     return value
 
 
-def classify_error_body(
-    body: bytes, content_type: str, expected: FileFormat = FileFormat.pdf
-) -> FapiaoError | None:
-    """What a download answer that is not the file means: a JSON error envelope or an HTML page -> the
-    exception for it; None when the body is neither (it may be the file itself, or garbage to verify)."""
-    if "json" in content_type.lower() or body.lstrip().startswith(b"{"):
-        return _json_error(body)
-    title = html_title(body)
-    if title is None and "html" not in content_type.lower():
-        return None
-    page = _html_text(body)
-    known = _known_error(page)
-    if known:
-        return known
-    return FileCorrupt(
-        f"HTML page served as {_article(expected)} {expected.value.upper()}: {title or page[:60]}"
-    )
-
-
-def _json_error(body: bytes) -> FapiaoError | None:
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return None
-    response = envelope.get("Response") if isinstance(envelope, dict) else None
-    error = response.get("Error") if isinstance(response, dict) else None
-    if not isinstance(error, dict):
-        return None
-    message = str(error.get("Message", ""))
-    if _says(message, MESSAGES.file_not_ready) and not _known_error(message):
-        return FileNotReady(message)
-    return query_error(error)
-
-
 def html_title(body: bytes) -> str | None:
     """The <title> of an HTML page ("" when it has none), or None when the body is not HTML."""
     if not _HTML_START.match(body[:1024]):
@@ -214,7 +178,8 @@ def html_title(body: bytes) -> str | None:
     return html.unescape(match.group(1)).strip() if match else ""
 
 
-def _html_text(body: bytes) -> str:
+def html_text(body: bytes) -> str:
+    """The visible text of an HTML page (scripts and styles left out), on one line."""
     text = re.sub(
         r"<(script|style)\b.*?</\1>|<[^>]+>",
         " ",
@@ -222,7 +187,3 @@ def _html_text(body: bytes) -> str:
         flags=re.DOTALL | re.IGNORECASE,
     )
     return " ".join(html.unescape(text).split())
-
-
-def _article(fmt: FileFormat) -> str:
-    return "a" if fmt is FileFormat.pdf else "an"  # a PDF, an OFD, an XML
