@@ -197,14 +197,18 @@ class PageFiles:
         await self.page.close()
 
     async def _fetch_once(self, url: str, fmt: FileFormat) -> bytes:
+        antibot = 0
         while True:
             page, seen = await self.page.current(self.session.generation if self.session else 0)
             await self.gate.wait()
             try:
                 data = await self._get(page, url, fmt)
             except errors.AntiBot as exc:
-                await self.page.reload(seen, str(exc))
-                raise
+                await self.page.reload(seen, str(exc))  # once for every task that saw it, bounded in a row
+                antibot += 1
+                if antibot > MOST_RELOADS_IN_A_ROW:
+                    raise
+                continue  # the page was loaded afresh for it: not the file's fault, it keeps its retries
             except errors.PortalUnavailable:
                 if self.page.generation != seen:
                     continue  # the page was reloaded under this request: not the file's fault
