@@ -52,13 +52,13 @@ def verify_paths(paths: list[Path], check_qr: bool = True) -> list[Verdict]:
             ledger.close()
 
 
-def archive_report(root: Path, month: str | None) -> dict[str, Any]:
+def archive_report(root: Path, month: str | None, database_url: str | None = None) -> dict[str, Any]:
     """Counts per state and every file not verified, from the ledger; a verified file that is gone from the
     archive or differs from its recorded sha256 is not counted verified but named (the next download fetches
-    it again, as it re-checks every verified file it lists)."""
-    if not (root / LEDGER_NAME).is_file():
+    it again, as it re-checks every verified file it lists). With `database_url` the ledger is in PostgreSQL."""
+    if database_url is None and not (root / LEDGER_NAME).is_file():
         raise SettingsError(f"no archive at {root} (no {LEDGER_NAME}); pass the folder given to --out")
-    with Ledger.open(root) as ledger:
+    with Ledger.open(root, database_url) as ledger:
         counts = {state.value: count for state, count in ledger.counts(month=month).items()}
         entries = list(ledger.entries(month=month))
     problems = []

@@ -207,7 +207,8 @@ def report(config_file: Path | None, out: Path | None, month: str | None, as_jso
 
     if month:
         parse_month(month)
-    result = archive_report(settings_from(config_file, out=out).out, month)
+    settings = settings_from(config_file, out=out)
+    result = archive_report(settings.out, month, settings.database_url)
     click.echo(json.dumps(result, ensure_ascii=False) if as_json else render_report(result))
     sys.exit(errors.EXIT_OK if result["complete"] else errors.EXIT_INCOMPLETE)
 

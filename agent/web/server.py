@@ -66,7 +66,7 @@ def open_queue(settings: Settings) -> StatusQueue | None:
 
 
 def open_sources(settings: Settings) -> Sources:
-    ledger = Ledger.open(settings.out, getattr(settings, "database_url", None))
+    ledger = Ledger.open(settings.out, settings.database_url)
     try:
         return Sources(ledger=ledger, queue=open_queue(settings), settings=settings)
     except BaseException:
