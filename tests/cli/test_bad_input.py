@@ -135,7 +135,7 @@ def test_verify_without_paths_checks_the_archive_named_by_the_config(tmp_path: P
 BUG = """
 import sys
 import agent.checks
-def explode(root, month):
+def explode(*args):
     raise RuntimeError("the report fell over near s3cret-pw-42\\nsecond line")
 agent.checks.archive_report = explode
 from agent.cli import main
