@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,18 +42,22 @@ class Scope(BaseModel):
     statuses: list[str] = Field(default_factory=list)  # FpztDm codes; empty = all
 
 
+GateFor = Callable[[str, str], Gate]  # (region, person) -> that person's politeness gate
+
+
 class RunContext:
     """Shared by every person and company of one run."""
 
     def __init__(
         self, settings: Settings, ledger: Ledger, run_id: int, verifier: Verifier, browser: BrowserSession,
-        events: RunEvents,
+        events: RunEvents, gate_for: GateFor | None = None,
     ) -> None:
         self.settings, self.ledger, self.run_id = settings, ledger, run_id
         self.verifier, self.browser, self.events = verifier, browser, events
         self.profile = PortalProfile.of(settings)
         self.archive = Archive(settings.out, settings.layout)
         self.debug_dir: Path = settings.debug_dir or settings.out / "_debug"
+        self._gate_for: GateFor = gate_for or (lambda _region, _person: Gate.of(settings))
         self._gates: dict[tuple[str, str], Gate] = {}
         self.totals = RunSummary()  # of the companies finished so far: what the ledger records as the run's end
         self._claimed: dict[str, str] = {}  # company -> the person archiving it in this run
@@ -70,7 +74,9 @@ class RunContext:
 
     def gate(self, region: str, person: str) -> Gate:
         """The politeness gate of one person's session in one region: their requests, one pace."""
-        return self._gates.setdefault((region, person), Gate.of(self.settings))
+        if (region, person) not in self._gates:
+            self._gates[region, person] = self._gate_for(region, person)
+        return self._gates[region, person]
 
     def record(self, outcome: Outcome) -> None:
         """Write one file's outcome to the ledger the moment it is known, then tell the listeners."""
@@ -88,9 +94,12 @@ class RunContext:
 
 
 @contextlib.asynccontextmanager
-async def opened_run(settings: Settings, events: RunEvents, args: dict[str, Any], manifests: bool = True) -> AsyncIterator[RunContext]:
+async def opened_run(
+    settings: Settings, events: RunEvents, args: dict[str, Any], manifests: bool = True, gate_for: GateFor | None = None,
+) -> AsyncIterator[RunContext]:
     """The run's context, open for the body; how the run ended (the totals of its finished companies, the exit
-    code) is recorded in the ledger however it ended, and the manifests are written from the ledger (`manifests`)."""
+    code) is recorded in the ledger however it ended, and the manifests are written from the ledger (`manifests`).
+    `gate_for` makes each person's politeness gate (default: one in this process)."""
     archive = Archive(settings.out, settings.layout)
     archive.check_writable()
     archive.sweep_partials()
@@ -102,7 +111,7 @@ async def opened_run(settings: Settings, events: RunEvents, args: dict[str, Any]
         exit_code, totals = errors.EXIT_INCOMPLETE, RunSummary()
         try:
             async with _browser(settings) as (verifier, browser):
-                context = RunContext(settings, ledger, run_id, verifier, browser, events)
+                context = RunContext(settings, ledger, run_id, verifier, browser, events, gate_for)
                 events.connect(context)
                 try:
                     yield context
