@@ -13,11 +13,8 @@ import logging
 import signal
 import socket
 import threading
-import time
 from types import FrameType
 from typing import Self
-
-import uvicorn
 
 from agent.config import Settings
 from agent.errors import SettingsError
@@ -25,12 +22,11 @@ from agent.ledger import Ledger
 from agent.web.access import TOKEN_PARAM, Access, new_token
 from agent.web.app import build_app
 from agent.web.status import Sources, StatusQueue
+from agent.web.threaded import NotServing, ThreadedServer, http_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8700
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -81,65 +77,29 @@ def close_sources(sources: Sources) -> None:
     sources.ledger.close()
 
 
-class StatusServer:
+class StatusServer(ThreadedServer):
     """The status page on a thread: `url` is its base, `login_url` the same with the token."""
 
     def __init__(self, sources: Sources, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sources, self.token, self.host, self.port = sources, token, host, port
-        self.app = build_app(sources, Access(token))
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(build_app(sources, Access(token)), host, port, name="status page")
+        self.sources, self.token = sources, token
 
     @property
     def url(self) -> str:
-        host = self.host if self.host not in ("0.0.0.0", "::") else socket.gethostname()
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return http_url(self.host if self.host not in ("0.0.0.0", "::") else socket.gethostname(), self.port)
 
     @property
     def login_url(self) -> str:
         return f"{self.url}/?{TOKEN_PARAM}={self.token}"
 
     def start(self) -> Self:
-        listener = self._listen()
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [listener]}, name=f"status-page:{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.stop()
-                raise SettingsError(f"the status page did not start on {self.url}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(STOP_TIMEOUT)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def _listen(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        """Serve; SettingsError, said for the person who chose --host and --port, when it cannot."""
         try:
-            listener.bind((self.host.strip("[]"), self.port))
+            return super().start()
         except OSError as exc:
-            listener.close()
             raise SettingsError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}); choose another --port") from None
-        listener.listen(64)
-        self.port = listener.getsockname()[1]
-        return listener
+        except NotServing as exc:
+            raise SettingsError(str(exc)) from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
