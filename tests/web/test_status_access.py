@@ -13,14 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TOKEN, A, FakeQueue, Seeded
 from playwright.sync_api import Page, expect
+from webkit import TOKEN, A, FakeQueue, Seeded
 
 from agent.config import load_settings
 from agent.errors import SettingsError
 from agent.ledger import Ledger
 from agent.web.access import COOKIE
 from agent.web.server import StatusServer, access_token
+from agent.web.status import Sources
 
 PAGES = ["/", f"/company/{A}/2025-10", f"/company/{A}/2025-10/manifest.csv", f"/company/{A}/2025-10/manifest.xlsx",
          "/people", "/file/1", "/nowhere"]
@@ -200,6 +201,14 @@ def test_beyond_loopback_it_refuses_to_start_without_a_configured_token(tmp_path
     assert access_token(configured, "0.0.0.0") == "a-configured-token-123"
     with pytest.raises(SettingsError, match="at least 16 characters"):
         load_settings(None, out=tmp_path, web_token="short")
+
+
+def test_a_port_in_use_is_a_settings_error_that_names_it(server: StatusServer, seeded: Seeded, fake_queue: FakeQueue) -> None:
+    with Ledger.open(seeded.root) as ledger:
+        second = StatusServer(Sources(ledger=ledger, queue=fake_queue, settings=seeded.settings), TOKEN, port=server.port)
+        with pytest.raises(SettingsError, match=f"cannot listen on 127.0.0.1:{server.port} .*choose another --port"):
+            second.start()
+    assert httpx.get(server.url + "/", trust_env=False).status_code == 403  # the first one still serves
 
 
 def fapiao(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
