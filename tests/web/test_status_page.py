@@ -1,4 +1,4 @@
-"""Every page of the status page in Chromium, over the seeded firm of conftest.py."""
+"""Every page of the status page in Chromium, over the seeded firm of webkit.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 from datetime import date
 
 import pytest
-from conftest import A, B, C, FakeQueue, Seeded
 from playwright.sync_api import Locator, Page, expect
+from webkit import PASSWORD, TOKEN, A, B, C, FakeQueue, Seeded
 
 from agent.ledger import Ledger
 from agent.web.server import StatusServer
@@ -183,8 +183,6 @@ def test_a_code_for_nobody_says_it_was_not_used(signed_in: Page, server: StatusS
 
 
 def test_no_password_token_or_cookie_on_any_page(signed_in: Page, server: StatusServer, caplog: pytest.LogCaptureFixture) -> None:
-    from conftest import PASSWORD, TOKEN
-
     caplog.set_level("DEBUG")
     cookie = next(c["value"] for c in signed_in.context.cookies() if c["name"] == "fapiao_status")
     for path in ("/", f"/company/{A}/2025-10", f"/company/{C}/2025-09", "/people", "/nowhere"):
@@ -208,8 +206,6 @@ def test_the_page_reads_the_ledger_as_it_changes(signed_in: Page, server: Status
 
 
 def test_a_reason_holding_a_password_or_cookie_is_masked(signed_in: Page, server: StatusServer, seeded: Seeded) -> None:
-    from conftest import PASSWORD
-
     with Ledger.open(seeded.root) as ledger:
         entry = next(e for e in ledger.entries(A, "2025-10") if e.state.value == "failed")
         said = f"login with {PASSWORD} failed; Cookie: dzfp-ssotoken=0a1b2c3d4e5f; SESSION=abcdef"

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import TODAY, A, B, C, FakeQueue, Seeded
+from webkit import TODAY, A, B, C, FakeQueue, Seeded
 
 from agent.ledger import Ledger
 from agent.web import status
