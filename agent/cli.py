@@ -418,13 +418,15 @@ def hand_in_code(settings: Settings, person: str) -> None:
         queue.close()
 
 
-def wait_until(found: Any, timeout: float) -> Any:
+def wait_until(found: Any, timeout: float, every: float = 0.5) -> Any:
+    """What `found()` gives once it is truthy, asked every `every` seconds; None when `timeout` passes first.
+    The tests' bounded waits (agentkit.wait_for) are this one too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = found()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(every)
     return None
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
+from agent.cli import wait_until
 from agent.config import Account, Settings
 from agent.job import Job, JobRequest, job_args
 from agent.records import Direction, RunSummary
@@ -55,3 +56,11 @@ def login_record(portal: MockPortal, mobile: str) -> dict[str, Any]:
     """{"attempts": n, "wrong_passwords": n, "locked": bool} as the mock counted them."""
     empty = {"attempts": 0, "wrong_passwords": 0, "locked": False}
     return dict(portal.counters()["logins"].get(mobile, empty))
+
+
+def wait_for(probe: Callable[[], T], what: str = "condition", timeout: float = 20.0) -> T:
+    """What `probe()` gives once it is truthy (asked every 0.05 s); the test fails when `timeout` passes first."""
+    found: T | None = wait_until(probe, timeout, every=0.05)
+    if not found:
+        raise AssertionError(f"timed out waiting for {what}")
+    return found

@@ -147,11 +147,8 @@ def worker_thread(queue: FirmQueue, workers: int = 2, until_empty: bool = False)
         assert not thread.is_alive(), "the worker did not stop"
 
 
-def wait_for(condition: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(probe: Any, what: str = "condition", timeout: float = 20.0) -> Any:
+    """agentkit.wait_for, imported when called: workerproc.py imports this kit where tests/ is not on the path."""
+    from agentkit import wait_for as bounded
+
+    return bounded(probe, what, timeout)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from agentkit import MONTH, run_job
 
 from agent import errors
 from agent.archive import LOCK_NAME, PARTIAL_MARK, QUARANTINE_FOLDER, Archive
-from agent.cli import exit_for
+from agent.cli import exit_for, wait_until
 from agent.config import Settings
 from agent.ledger import LEDGER_NAME, EntryState, Ledger, LedgerEntry
 from agent.manifest import CSV_NAME, XLSX_NAME
@@ -250,14 +249,8 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float = 120) -> bool:
     """Poll until `condition` holds; False if the process ended first (or the timeout passed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        if process.poll() is not None:
-            return condition()
-        time.sleep(0.05)
-    return False
+    wait_until(lambda: condition() or process.poll() is not None, timeout, every=0.05)
+    return condition()
 
 
 # -- the fault x outcome matrix

@@ -5,13 +5,13 @@ turns complete on the home grid. The real FirmQueue (embedded SQLite), archive_p
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from agentkit import wait_for
 from playwright.sync_api import Page, expect
 
 from agent.config import Settings, load_settings
@@ -26,17 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.mock_portal(scenario="firm", invo
 
 MONTH = "2025-10"
 MOBILE = "13900000001"  # a person of the firm preset, linked to six companies
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T], what: str, timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def firm_settings(portal: MockPortal, tmp_path: Path) -> tuple[Settings, list[str]]:
@@ -76,7 +65,7 @@ def test_a_parked_task_goes_on_with_the_sms_code_typed_into_the_page(
     queue.enqueue(PersonTask(person="zhou", date_from=start, date_to=end))
     with Ledger.open(settings.out) as ledger, StatusServer(Sources(ledger, queue, settings), "parked-task-token-0123") as server, worker(queue):
         page.goto(server.login_url)
-        wait_for(queue.waiting_people, "the task to park at the SMS code")
+        wait_for(queue.waiting_people, "the task to park at the SMS code", timeout=120)
         page.goto(f"{server.url}/?to={MONTH}")
         for company in companies:
             expect(page.locator(f'td.cell[data-company="{company}"][data-month="{MONTH}"]')).to_have_attribute("data-state", "waiting")
@@ -86,7 +75,7 @@ def test_a_parked_task_goes_on_with_the_sms_code_typed_into_the_page(
         person.locator("input[name=code]").fill(mock_portal.latest_sms_code(MOBILE))
         person.locator("button:has-text('Hand in')").click()
         expect(page.locator(".message.ok")).to_contain_text("The code went to zhou's waiting task")
-        done = wait_for(lambda: outcome(queue), "the task to finish")
+        done = wait_for(lambda: outcome(queue), "the task to finish", timeout=120)
         assert done.outcome == "complete", done
         page.goto(f"{server.url}/?to={MONTH}")
         for company in companies:
