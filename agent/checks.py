@@ -33,23 +33,44 @@ def find_ledger_root(path: Path) -> Path | None:
     return None
 
 
-def listing_row(path: Path, ledgers: dict[Path, Ledger]) -> InvoiceRow | None:
-    root = find_ledger_root(path if path.is_dir() else path.parent)
-    if root is None:
-        return None
-    if root not in ledgers:
-        ledgers[root] = Ledger.open(root)
-    entry = ledgers[root].find_by_path(path)
-    return entry.row if entry else None
+class Ledgers:
+    """The ledger that lists each file, each opened once: with `database_url`, the PostgreSQL one for files inside
+    the archive `out`; for other files (and without it) the SQLite ledger of the nearest folder above that has one."""
 
+    def __init__(self, out: Path | None = None, database_url: str | None = None) -> None:
+        self.out = out.resolve() if out is not None and database_url else None
+        self.database_url = database_url
+        self.opened: dict[Path, Ledger] = {}
 
-def verify_paths(paths: list[Path], check_qr: bool = True) -> list[Verdict]:
-    ledgers: dict[Path, Ledger] = {}
-    try:
-        return [verify_file(path, listing_row(path, ledgers), check_qr=check_qr) for path in invoice_files(paths)]
-    finally:
-        for ledger in ledgers.values():
+    def listing_row(self, path: Path) -> InvoiceRow | None:
+        path = path.absolute()  # the ledger takes relative paths as relative to its root, not to here
+        root = self._root_of(path if path.is_dir() else path.parent)
+        if root is None:
+            return None
+        if root not in self.opened:
+            self.opened[root] = Ledger.open(root, self.database_url if root == self.out else None)
+        entry = self.opened[root].find_by_path(path)
+        return entry.row if entry else None
+
+    def close(self) -> None:
+        for ledger in self.opened.values():
             ledger.close()
+
+    def _root_of(self, folder: Path) -> Path | None:
+        if self.out is not None and folder.resolve().is_relative_to(self.out):
+            return self.out
+        return find_ledger_root(folder)
+
+
+def verify_paths(
+    paths: list[Path], check_qr: bool = True, out: Path | None = None, database_url: str | None = None
+) -> list[Verdict]:
+    """Each invoice file checked, against its listing where a ledger has one (see Ledgers)."""
+    ledgers = Ledgers(out, database_url)
+    try:
+        return [verify_file(path, ledgers.listing_row(path), check_qr=check_qr) for path in invoice_files(paths)]
+    finally:
+        ledgers.close()
 
 
 def archive_report(root: Path, month: str | None, database_url: str | None = None) -> dict[str, Any]:

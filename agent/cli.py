@@ -181,10 +181,11 @@ def verify(paths: tuple[Path, ...], config_file: Path | None, as_json: bool, no_
     the ledger's listing when there is one."""
     from agent.checks import verify_paths
 
-    targets = list(paths) or [settings_from(config_file).out]
+    settings = settings_from(config_file)
+    targets = list(paths) or [settings.out]
     if not paths and not targets[0].is_dir():
         raise errors.SettingsError(f"nothing to check: no archive at {targets[0]}; name files or folders, or --config")
-    verdicts = verify_paths(targets, check_qr=not no_qr)
+    verdicts = verify_paths(targets, not no_qr, settings.out, settings.database_url)
     if not verdicts:
         shown = ", ".join(str(path) for path in targets)
         raise errors.SettingsError(f"nothing to check: no invoice files (.pdf, .ofd, .xml) in {shown}")
@@ -267,7 +268,7 @@ def demo(month: str | None, out: Path, scenario: str, seed: int, formats: str | 
         request = JobRequest(accounts=["demo"], date_from=start, date_to=end, interactive=False)
         summary = run_job(settings, request, as_json)
         company_id = settings.accounts["demo"].company_id
-        truth = check_against_truth(server.url, out, company_id, month, settings.formats)
+        truth = check_against_truth(server.url, out, company_id, month, settings.formats, settings.database_url)
     print_summary(summary, as_json, {"truth_files": truth.files_expected, "truth_matching": truth.files_matching})
     if not as_json:
         click.echo(f"mock truth: {truth.files_matching} of {truth.files_expected} files match the portal's sha256")

@@ -76,8 +76,11 @@ class TruthCheck(BaseModel):
         return self.files_expected == self.files_matching
 
 
-def check_against_truth(portal_url: str, out: Path, company_id: str, month: str, formats: list[FileFormat]) -> TruthCheck:
-    with Ledger.open(out) as ledger:
+def check_against_truth(
+    portal_url: str, out: Path, company_id: str, month: str, formats: list[FileFormat], database_url: str | None = None
+) -> TruthCheck:
+    """The company-month's verified files (the ledger in `out`, or at `database_url`) against the mock's sha256s."""
+    with Ledger.open(out, database_url) as ledger:
         verified = {
             (entry.direction, entry.number, entry.format): entry.sha256
             for entry in ledger.entries(company_id, month)
@@ -147,7 +150,10 @@ def firm_report(settings: Settings, portal_url: str, month: str) -> dict[str, An
         for row in rows
     ]
     totals = {key: sum(company[key] for company in companies) for key in REPORTED}
-    checks = [check_against_truth(portal_url, settings.out, row.company_id, month, settings.formats) for row in rows]
+    checks = [
+        check_against_truth(portal_url, settings.out, row.company_id, month, settings.formats, settings.database_url)
+        for row in rows
+    ]
     persons = _get_json(f"{portal_url}/__mock__/counters")["persons"]
     mobiles = {person.login: name for name, person in settings.persons.items()}
     counters = {mobiles[mobile]: seen for mobile, seen in persons.items() if mobile in mobiles}
