@@ -324,8 +324,13 @@ def without_secrets(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _create_private(path: Path) -> None:
-    """Create the ledger file 0600 before SQLite does: SQLite gives its -wal and -shm files the same mode."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    """Create the ledger file 0600 before SQLite does: SQLite gives its -wal and -shm files the same mode.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX lock this process
+    holds on it, so a worker whose other task has the ledger open would lose that connection's locks, and
+    another process would take itself for the last one and fold the WAL away under it (a malformed ledger)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if existing.exists() and stat.S_IMODE(existing.stat().st_mode) & 0o077:
             existing.chmod(0o600)  # made by an older version or another tool

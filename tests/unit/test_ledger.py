@@ -641,3 +641,28 @@ def test_connection_cut_by_the_postgresql_server_is_replaced(tmp_path: Path, pos
             assert other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})").scalar_one() is True
         ledger.record_listed(run_id, COMPANY, [make_row()], PDF_ONLY)
         assert ledger.counts()[EntryState.listed] == 1
+
+
+def _open_and_close_elsewhere(root: str) -> None:
+    """Another process: one connection opened and closed, as a run that ends does (its close checkpoints)."""
+    connection = sqlite3.connect(Path(root) / "ledger.sqlite3")
+    connection.execute("SELECT count(*) FROM invoices").fetchone()
+    connection.close()
+
+
+def test_opening_the_ledger_again_in_a_process_keeps_that_process_s_locks(tmp_path: Path) -> None:
+    """POSIX drops every lock a process holds on a file when it closes any descriptor of it. A queue worker opens
+    the ledger once per task while its other tasks have it open: if opening touched the file with open()/close(),
+    another process ending its connection would think itself the last one and fold the WAL away under them
+    (CI saw "database disk image is malformed")."""
+    with Ledger.open(tmp_path) as first:
+        first.start_run({})
+        with first._engine.connect() as reading:  # a connection held open, as a running task's
+            reading.exec_driver_sql("SELECT count(*) FROM invoices").all()  # a read transaction, begun by the engine
+            with Ledger.open(tmp_path):  # the next task of the same worker
+                pass
+            process = multiprocessing.get_context("spawn").Process(target=_open_and_close_elsewhere, args=(str(tmp_path),))
+            process.start()
+            process.join(60)
+            assert process.exitcode == 0
+            assert (tmp_path / "ledger.sqlite3-wal").exists(), "another process folded the WAL away under an open one"
