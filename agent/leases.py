@@ -1,14 +1,17 @@
-"""What the queue's workers share besides the queue itself: leases and small records with an expiry.
+"""What the queue's workers share besides the queue itself: leases, paces and small records with an expiry.
 
 A lease is a named lock with an expiry that its holder renews while it works: `person:<region>:<person>` makes
 sure no two workers drive one person's portal session, and a worker that dies (SIGKILL, power cut) frees it
 when the lease runs out, without anyone having to notice. Records are small JSON objects in named tables (a
-person waiting for a code, a task in flight, a task's outcome), some with an expiry of their own.
+person waiting for a code, a task in flight, a task's outcome), some with an expiry of their own. A pace is a
+person's next free request slot and how long the portal asked them to hold off (agent/gates.py keeps a person's
+politeness gate in it, so that every worker driving the person keeps one pace); taking a slot is atomic.
 
 Two stores with the same behaviour: Redis (`SET NX PX`, renewal and release by a script that checks the
-holder's token, keys that expire by themselves) for workers on several machines, and a SQLite file (a table row
-with an expiry, written in `BEGIN IMMEDIATE` transactions) next to the embedded queue. Times are the wall clock
-of the store's machine for Redis and of this machine for SQLite.
+holder's token, a pace's slot taken by a script on the server's clock, keys that expire by themselves) for
+workers on several machines, and a SQLite file (a table row with an expiry, written in `BEGIN IMMEDIATE`
+transactions) next to the embedded queue. Times are the wall clock of the store's machine for Redis (so that
+machines with skewed clocks agree) and of this machine for SQLite.
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ class Lease(BaseModel):
     token: str
     info: dict[str, Any]
     expires: float  # epoch seconds
+
+
+class Slot(BaseModel):
+    """A request slot taken from a pace: when it starts and when it was taken, on the store's clock."""
+
+    at: float  # epoch seconds
+    now: float
+
+    @property
+    def wait(self) -> float:
+        """Seconds until the slot starts."""
+        return self.at - self.now
 
 
 class SharedState(ABC):
@@ -70,6 +85,15 @@ class SharedState(ABC):
     def claim(self, key: str, ttl: float) -> bool:
         """True for the first caller only, until `ttl` seconds have passed (a schedule fired once per minute)."""
 
+    @abstractmethod
+    def take_slot(self, pace: str, spacing: float) -> Slot:
+        """The first free slot of `pace` (now at the earliest, never while it is held); the next one is free
+        `spacing` seconds after it. Of callers racing for a slot, each gets a different one."""
+
+    @abstractmethod
+    def hold_pace(self, pace: str, seconds: float) -> None:
+        """No slot of `pace` starts within `seconds` from now (a hold already longer stays)."""
+
     def holder(self, name: str) -> Lease | None:
         return next((lease for lease in self.leases() if lease.name == name), None)
 
@@ -82,12 +106,13 @@ class SqliteState(SharedState):
 
     LEASES = "fapiao_lease (name text primary key, token text not null, info text not null, expires real not null)"
     RECORDS = "fapiao_record (tbl text not null, key text not null, value text not null, expires real, primary key (tbl, key))"
+    PACES = "fapiao_pace (name text primary key, next real not null, held real not null)"  # a row per person: kept
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
         with self._write() as db:
-            for table in (self.LEASES, self.RECORDS):
+            for table in (self.LEASES, self.RECORDS, self.PACES):
                 db.execute(f"create table if not exists {table}")
 
     def _connection(self) -> sqlite3.Connection:
@@ -164,6 +189,26 @@ class SqliteState(SharedState):
             )
             return inserted.rowcount == 1
 
+    def take_slot(self, pace: str, spacing: float) -> Slot:
+        with self._write() as db:
+            now = time.time()  # read inside the transaction: the lock may have been a while coming
+            rows = db.execute("select next, held from fapiao_pace where name = ?", (pace,)).fetchall()
+            slot = max(now, *rows[0]) if rows else now
+            db.execute(
+                "insert into fapiao_pace (name, next, held) values (?, ?, 0)"
+                " on conflict (name) do update set next = excluded.next",
+                (pace, slot + spacing),
+            )
+        return Slot(at=slot, now=now)
+
+    def hold_pace(self, pace: str, seconds: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "insert into fapiao_pace (name, next, held) values (?, 0, ?)"
+                " on conflict (name) do update set held = max(held, excluded.held)",
+                (pace, time.time() + seconds),
+            )
+
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
@@ -202,6 +247,31 @@ return 0
 """
 
 
+# KEYS[1] the pace, a hash of microseconds on the server's clock: `next` free slot, `held` until; ARGV[1] the
+# spacing (take) or the hold (hold), in microseconds. '%.0f': Lua's own number format would round them. The key
+# expires a minute after the pace is free again.
+_PACE_NOW = """
+local time = redis.call('time')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local pace = redis.call('hmget', KEYS[1], 'next', 'held')
+local free, held = tonumber(pace[1]) or 0, tonumber(pace[2]) or 0
+"""
+_PACE_EXPIRE = """
+redis.call('pexpire', KEYS[1], math.ceil((math.max(free, held) - now) / 1000) + 60000)
+"""
+_TAKE_SLOT = _PACE_NOW + """
+local slot = math.max(now, free, held)
+free = slot + tonumber(ARGV[1])
+redis.call('hset', KEYS[1], 'next', string.format('%.0f', free))
+""" + _PACE_EXPIRE + """
+return {string.format('%.0f', slot), string.format('%.0f', now)}
+"""
+_HOLD_PACE = _PACE_NOW + """
+held = math.max(held, now + tonumber(ARGV[1]))
+redis.call('hset', KEYS[1], 'held', string.format('%.0f', held))
+""" + _PACE_EXPIRE
+
+
 class RedisState(SharedState):
     """Leases and records as Redis keys that expire by themselves, under `fapiao:<namespace>:`."""
 
@@ -210,6 +280,8 @@ class RedisState(SharedState):
         self.prefix = f"fapiao:{namespace}:"
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._take_slot = client.register_script(_TAKE_SLOT)
+        self._hold_pace = client.register_script(_HOLD_PACE)
 
     def _lease_key(self, name: str) -> str:
         return f"{self.prefix}lease:{name}"
@@ -254,6 +326,16 @@ class RedisState(SharedState):
     def claim(self, key: str, ttl: float) -> bool:
         return bool(self.redis.set(self._record_key("claim", key), "{}", nx=True, px=_ms(ttl)))
 
+    def take_slot(self, pace: str, spacing: float) -> Slot:
+        slot, now = self._take_slot(keys=[self._pace_key(pace)], args=[_us(spacing)])
+        return Slot(at=int(slot) / 1e6, now=int(now) / 1e6)
+
+    def hold_pace(self, pace: str, seconds: float) -> None:
+        self._hold_pace(keys=[self._pace_key(pace)], args=[_us(seconds)])
+
+    def _pace_key(self, pace: str) -> str:
+        return f"{self.prefix}pace:{pace}"
+
     def _scan(self, pattern: str) -> list[str]:
         return [_text(key) for key in self.redis.scan_iter(match=pattern, count=500)]
 
@@ -270,6 +352,10 @@ class RedisState(SharedState):
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _us(seconds: float) -> int:
+    return max(0, int(seconds * 1_000_000))
 
 
 def _text(value: bytes | str) -> str:
