@@ -20,7 +20,7 @@ from agent.config import Person, Settings
 from agent.events import RunEvents
 from agent.human import HumanInputs
 from agent.records import Direction
-from agent.run.context import RunContext, Scope, opened_run
+from agent.run.context import GateFor, RunContext, Scope, opened_run
 from agent.run.person import PersonRun, PersonSummary
 
 __all__ = ["PersonSummary", "PersonTask", "archive_person", "run_persons", "task_args"]
@@ -37,13 +37,15 @@ class PersonTask(BaseModel):
 
 
 async def archive_person(
-    settings: Settings, task: PersonTask, events: RunEvents, human: HumanInputs | None = None
+    settings: Settings, task: PersonTask, events: RunEvents, human: HumanInputs | None = None,
+    gate_for: GateFor | None = None,
 ) -> PersonSummary:
     """One person's companies for the task's period, in a run of its own (recorded in the ledger). `human`:
-    where the SMS code and captcha answer come from (None: the person's configured sources)."""
+    where the SMS code and captcha answer come from (None: the person's configured sources); `gate_for`: who
+    makes the person's politeness gate (None: one in this process; the queue's is shared by its workers)."""
     name, person = settings.person(task.person)
     scope = Scope(date_from=task.date_from, date_to=task.date_to, directions=task.directions)
-    async with opened_run(settings, events, task_args(task, settings)) as run:
+    async with opened_run(settings, events, task_args(task, settings), gate_for=gate_for) as run:
         return await PersonRun(run, name, person, scope, companies=task.companies, human=human).run()
 
 

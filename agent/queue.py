@@ -14,11 +14,14 @@ A task, in order:
   out). A task whose person is busy waits its turn, rescheduled, not failed. The lease is renewed while the
   task runs and runs out by itself when a worker dies; any worker then puts the task back (`reap`), and the
   ledger makes the rerun skip whatever was verified.
-- runs `archive_person` (agent.firm, injected) with the task's run events and the inputs of a person. An SMS
-  code or captcha that no configured source can give parks the task "waiting for a person" (`waiting_people()`),
-  says so (agent/notify.py), and waits, the login page open, for a code handed in by `submit_code(person, code)`
-  (`fapiao login --person`, the status page) within the code's lifetime (`human_timeout`); the other workers go
-  on with other persons. A wait that runs out leaves the task held: `fapiao login --person` starts it again.
+- runs `archive_person` (agent.firm, injected) with the task's run events, the inputs of a person and the
+  person's politeness gate, kept in the shared state under the lease's name (agent/gates.py): a task keeps the
+  pace the person's last task left, on whichever worker, and a Retry-After told to one worker holds them all.
+  An SMS code or captcha that no configured source can give parks the task "waiting for a person"
+  (`waiting_people()`), says so (agent/notify.py), and waits, the login page open, for a code handed in by
+  `submit_code(person, code)` (`fapiao login --person`, the status page) within the code's lifetime
+  (`human_timeout`); the other workers go on with other persons. A wait that runs out leaves the task held:
+  `fapiao login --person` starts it again.
 - a portal outage (PortalUnavailable) is tried again `queue_retries` times, the first after `queue_retry_wait`
   seconds, doubling; a refused login never is. The last failure is notified.
 - its outcome stays a week for the status page (`overview()`).
@@ -53,10 +56,12 @@ from agent import errors
 from agent.config import Schedule, Settings
 from agent.events import NeededFor, RunEvents
 from agent.firm import PersonSummary, PersonTask, archive_person
+from agent.gates import SharedGate
 from agent.human import CaptchaSolver, HumanInputs, SmsSource, make_captcha_solver, make_sms_source
 from agent.leases import RedisState, SharedState, SqliteState
 from agent.notify import Notifier, Sender, period_label, scrub
 from agent.records import Direction
+from agent.retry import Gate
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +171,12 @@ def build_state(settings: Settings, huey: Huey) -> SharedState:
 def lease_name(settings: Settings, person: str) -> str:
     """`person:<region>:<person>`: the portal keeps one live session per person and region."""
     name, configured = settings.person(person)
-    return f"person:{settings.region_of(configured)}:{name}"
+    return person_key(settings.region_of(configured), name)
+
+
+def person_key(region: str, name: str) -> str:
+    """The name of a person's lease and pace in the shared state."""
+    return f"person:{region}:{name}"
 
 
 def month_of(period: str, today: date | None = None) -> tuple[date, date]:
@@ -236,9 +246,10 @@ def retry_wait(settings: Settings, attempt: int, error: errors.PortalUnavailable
 class FirmQueue:
     """The queue of one archive (or one Redis): enqueue, look, hand in codes, and run workers."""
 
-    def __init__(self, settings: Settings, archive: ArchivePerson = archive_person) -> None:
+    def __init__(self, settings: Settings, archive: ArchivePerson | None = None) -> None:
+        """`archive`: what a task runs (default: agent.firm's archive_person, with the shared gates)."""
         self.settings = settings
-        self.archive = archive
+        self.archive = archive or self._archive_person
         self.huey = build_huey(settings)
         self.state = build_state(settings, self.huey)
         self.sender = Sender(settings.notify)
@@ -488,6 +499,15 @@ class FirmQueue:
             with self._lock:
                 self._running.pop(task_id, None)
 
+    async def _archive_person(
+        self, settings: Settings, task: PersonTask, events: RunEvents, human: HumanInputs | None
+    ) -> PersonSummary:
+        return await archive_person(settings, task, events, human, gate_for=self.gate_for)
+
+    def gate_for(self, region: str, person: str) -> Gate:
+        """A person's politeness gate, shared by every worker of this queue."""
+        return SharedGate.shared_by(self.state, person_key(region, person), self.settings)
+
     def _conclude(self, person_task: PersonTask, task: Task, record: dict[str, Any], result: _Result) -> None:
         """After the lease is released: put back, retry later, hold, or record the outcome."""
         with self._lock:
@@ -665,5 +685,5 @@ def _summary_line(summary: PersonSummary | None) -> str:
 
 __all__ = [
     "FirmQueue", "Overview", "PersonTask", "QueuedTask", "RunningTask", "ScheduledRun", "TaskOutcome", "Waiting",
-    "build_huey", "lease_name", "month_of", "next_run", "person_for", "tasks_for",
+    "build_huey", "lease_name", "month_of", "next_run", "person_for", "person_key", "tasks_for",
 ]
