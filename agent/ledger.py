@@ -121,6 +121,16 @@ class EntryKey(BaseModel):
         return cls(company_id=company_id, direction=row.direction, number=row.number, format=fmt)
 
 
+class StateChange(BaseModel):
+    """A file's new state and the columns that go with it, for `Ledger.apply`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: EntryKey
+    state: EntryState
+    columns: dict[str, Any]
+
+
 class LedgerEntry(EntryKey):
     """One row of the `invoices` table."""
 
@@ -558,23 +568,56 @@ class Ledger:
             self._write(lambda connection: connection.exec_driver_sql(self._upsert, params))
 
     def mark_downloaded(self, run_id: int, key: EntryKey, path: Path, sha256: str, size: int) -> None:
-        self._set_state(
-            run_id, key, EntryState.downloaded, path=self._relative(path), sha256=sha256, size=size
-        )
+        columns = {"path": self._relative(path), "sha256": sha256, "size": size}
+        self.apply(run_id, [StateChange(key=key, state=EntryState.downloaded, columns=columns)])
 
     def mark_verified(self, run_id: int, key: EntryKey, path: Path, sha256: str, size: int) -> None:
-        columns = {"path": self._relative(path), "sha256": sha256, "size": size, "last_error": ""}
-        self._set_state(run_id, key, EntryState.verified, **columns)
+        self.apply(run_id, [self.verified(key, path, sha256, size)])
 
     def mark_failed(self, run_id: int, key: EntryKey, error: str) -> None:
-        self._set_state(run_id, key, EntryState.failed, last_error=error)
+        self.apply(run_id, [self.failed(key, error)])
 
     def mark_pending(self, run_id: int, key: EntryKey, error: str) -> None:
-        self._set_state(run_id, key, EntryState.pending, last_error=error)
+        self.apply(run_id, [self.pending(key, error)])
 
     def mark_quarantined(self, run_id: int, key: EntryKey, path: Path, error: str) -> None:
+        self.apply(run_id, [self.quarantined(key, path, error)])
+
+    def verified(self, key: EntryKey, path: Path, sha256: str, size: int) -> StateChange:
+        columns = {"path": self._relative(path), "sha256": sha256, "size": size, "last_error": ""}
+        return StateChange(key=key, state=EntryState.verified, columns=columns)
+
+    def failed(self, key: EntryKey, error: str) -> StateChange:
+        return StateChange(key=key, state=EntryState.failed, columns={"last_error": error})
+
+    def pending(self, key: EntryKey, error: str) -> StateChange:
+        return StateChange(key=key, state=EntryState.pending, columns={"last_error": error})
+
+    def quarantined(self, key: EntryKey, path: Path, error: str) -> StateChange:
         columns = {"path": self._relative(path), "sha256": None, "size": None, "last_error": error}
-        self._set_state(run_id, key, EntryState.quarantined, **columns)
+        return StateChange(key=key, state=EntryState.quarantined, columns=columns)
+
+    def apply(self, run_id: int, changes: Sequence[StateChange]) -> None:
+        """Write state changes in one transaction: one UPDATE per kind of change, run for all its entries (a
+        transaction per file cost the event loop a sixth of a 2,000-file run)."""
+        now = _now()
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for change in changes:
+            values = {**change.columns, "state": change.state.value, "updated_at": now, "run_id": run_id}
+            params = {**_key_params(change.key), **{f"new_{column}": value for column, value in values.items()}}
+            by_columns.setdefault(tuple(sorted(values)), []).append(params)
+        if not by_columns:
+            return
+        missing = str(changes[0].key) if len(changes) == 1 else "some of the entries"
+
+        def write(connection: Connection) -> None:
+            for columns, params in by_columns.items():
+                statement = update(INVOICES).where(_KEY_MATCH).values({c: bindparam(f"new_{c}") for c in columns})
+                changed = connection.execute(statement, params).rowcount
+                if (len(params) == 1 or connection.dialect.supports_sane_multi_rowcount) and changed != len(params):
+                    raise LookupError(f"not in the ledger: {missing}")
+
+        self._write(write)
 
     def bump_attempts(self, key: EntryKey) -> int:
         """Count one more download attempt; returns the new count."""
@@ -585,12 +628,6 @@ class Ledger:
         if found is None:
             raise LookupError(f"not in the ledger: {key}")
         return int(found)
-
-    def _set_state(self, run_id: int, key: EntryKey, state: EntryState, **columns: object) -> None:
-        values = {**columns, "state": state.value, "updated_at": _now(), "run_id": run_id}
-        statement = update(INVOICES).where(_KEY_MATCH).values(**values)
-        if self._write(lambda connection: connection.execute(statement, _key_params(key)).rowcount) == 0:
-            raise LookupError(f"not in the ledger: {key}")
 
     def _relative(self, path: Path) -> str:
         """`path` as stored: relative to the root, '/'-separated. ValueError when it lies outside the root."""

@@ -53,6 +53,7 @@ class CompanyRun:
         feed = TaskFeed()
         shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
         await files.close()  # left open after a failure, for its screenshot
+        self.run.write_outcomes()  # the summary is counted from the ledger
         return self.summarize(shares)
 
     async def _list_all(self, feed: TaskFeed) -> list[DirectionShare]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import date
 from pathlib import Path
@@ -23,13 +24,16 @@ from agent.browser import BrowserSession, find_chromium
 from agent.config import Settings
 from agent.events import RunEvents
 from agent.flows.download import Outcome, State, Verifier
-from agent.ledger import EntryKey, Ledger
+from agent.ledger import EntryKey, Ledger, StateChange
 from agent.manifest import ManifestWriter
 from agent.portal import PortalProfile
 from agent.records import Direction, RunSummary
 from agent.retry import Gate
 
 log = logging.getLogger(__name__)
+
+RECORD_BATCH = 100  # file outcomes written to the ledger in one transaction, at most
+RECORD_WAIT = 0.5  # seconds an outcome may wait for the others of its batch
 
 
 class Scope(BaseModel):
@@ -61,6 +65,8 @@ class RunContext:
         self._gates: dict[tuple[str, str], Gate] = {}
         self.totals = RunSummary()  # of the companies finished so far: what the ledger records as the run's end
         self._claimed: dict[str, str] = {}  # company -> the person archiving it in this run
+        self._unwritten: list[Outcome] = []  # outcomes taken, not in the ledger yet (record)
+        self._oldest = 0.0  # when the first of them came
 
     def claim(self, company: str, person: str) -> str | None:
         """Take `company` for `person`; None when it is theirs, else the person who took it first (a company
@@ -79,18 +85,34 @@ class RunContext:
         return self._gates[region, person]
 
     def record(self, outcome: Outcome) -> None:
-        """Write one file's outcome to the ledger the moment it is known, then tell the listeners."""
+        """Take one file's outcome. Outcomes are written to the ledger together, once RECORD_BATCH of them are in
+        or the oldest has waited RECORD_WAIT seconds, and at the end of each company and of the run (a write per
+        file held the event loop for a sixth of a 2,000-file run); the listeners hear of each once it is written.
+        A file is at its final name before its outcome comes here: a run killed meanwhile leaves files the
+        ledger does not call verified yet, which the next run fetches again, never the other way round."""
+        if not self._unwritten:
+            self._oldest = time.monotonic()
+        self._unwritten.append(outcome)
+        if len(self._unwritten) >= RECORD_BATCH or time.monotonic() - self._oldest >= RECORD_WAIT:
+            self.write_outcomes()
+
+    def write_outcomes(self) -> None:
+        """Write the outcomes taken so far to the ledger, then tell the listeners."""
+        outcomes, self._unwritten = self._unwritten, []
+        self.ledger.apply(self.run_id, [self._change(outcome) for outcome in outcomes])
+        for outcome in outcomes:
+            log.debug("%s %s %s", outcome.task.row.number, outcome.task.fmt, outcome.state)
+            self.events.file_done(outcome)
+
+    def _change(self, outcome: Outcome) -> StateChange:
         key = EntryKey.of(outcome.task.company_id, outcome.task.row, outcome.task.fmt)
         if outcome.state is State.verified and outcome.path is not None:
-            self.ledger.mark_verified(self.run_id, key, outcome.path, outcome.sha256, outcome.size)
-        elif outcome.state is State.quarantined and outcome.path is not None:
-            self.ledger.mark_quarantined(self.run_id, key, outcome.path, outcome.error)
-        elif outcome.state is State.pending:
-            self.ledger.mark_pending(self.run_id, key, outcome.error)
-        else:
-            self.ledger.mark_failed(self.run_id, key, outcome.error)
-        log.debug("%s %s %s", outcome.task.row.number, outcome.task.fmt, outcome.state)
-        self.events.file_done(outcome)
+            return self.ledger.verified(key, outcome.path, outcome.sha256, outcome.size)
+        if outcome.state is State.quarantined and outcome.path is not None:
+            return self.ledger.quarantined(key, outcome.path, outcome.error)
+        if outcome.state is State.pending:
+            return self.ledger.pending(key, outcome.error)
+        return self.ledger.failed(key, outcome.error)
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +138,7 @@ async def opened_run(
                 try:
                     yield context
                 finally:
+                    context.write_outcomes()
                     events.disconnect(context)
                     totals = context.totals
             exit_code = errors.EXIT_OK if totals.complete else errors.EXIT_INCOMPLETE

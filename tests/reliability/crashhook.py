@@ -3,7 +3,8 @@
 Armed from the environment before the CLI starts (`python -c "import crashhook; crashhook.arm(); ..."`):
 
     CRASH_AT=write:K     half-way through writing the K-th invoice file (its temp file half full, flushed)
-    CRASH_AT=commit:K    inside the ledger transaction that marks the K-th file verified, before COMMIT
+    CRASH_AT=commit:K    inside the ledger transaction that marks the K-th file verified, before COMMIT (the
+                         files recorded in one batch with it die with it)
     CRASH_AT=manifest    half-way through writing manifest.csv, after every file was recorded
 """
 
@@ -56,15 +57,17 @@ def _is_manifest(path: Path) -> bool:
 
 
 def _crash_in_commit(nth: int) -> None:
-    """The K-th mark_verified runs its UPDATE inside its write transaction, and the process dies before COMMIT."""
+    """The ledger transaction that marks the K-th file verified (with the others written in its batch) runs its
+    UPDATEs, and the process dies before COMMIT."""
     ledger = agent.ledger.Ledger
-    original_mark, original_write = ledger.mark_verified, ledger._write
+    original_apply, original_write = ledger.apply, ledger._write
     state = {"seen": 0, "armed": False}
 
-    def mark_verified(self: Any, *args: Any, **kwargs: Any) -> None:
-        state["seen"] += 1
-        state["armed"] = state["seen"] == nth
-        original_mark(self, *args, **kwargs)
+    def apply(self: Any, run_id: int, changes: Any) -> None:
+        before = state["seen"]
+        state["seen"] += sum(change.state is agent.ledger.EntryState.verified for change in changes)
+        state["armed"] = before < nth <= state["seen"]
+        original_apply(self, run_id, changes)
 
     def write(self: Any, work: Callable[[Any], Any]) -> Any:
         if state["armed"]:
@@ -73,7 +76,7 @@ def _crash_in_commit(nth: int) -> None:
                 die()
         return original_write(self, work)
 
-    ledger.mark_verified = mark_verified  # type: ignore[method-assign]
+    ledger.apply = apply  # type: ignore[method-assign]
     ledger._write = write  # type: ignore[method-assign]
 
 

@@ -137,6 +137,42 @@ def test_get_many_reads_exactly_the_keys_that_exist_across_companies_and_query_c
 
 
 
+def test_apply_writes_every_kind_of_change_of_many_files_in_one_go(ledger: Ledger, run_id: int, tmp_path: Path) -> None:
+    rows = [make_row(f"2511200000{n:010d}") for n in range(1, 8)]
+    ledger.record_listed(run_id, COMPANY, rows, PDF_ONLY)
+    later = ledger.start_run({})
+    changes = [
+        ledger.verified(key_of(rows[0]), tmp_path / "a.pdf", "ab" * 32, 10),
+        ledger.failed(key_of(rows[1]), "not a PDF"),
+        ledger.verified(key_of(rows[2]), tmp_path / "c.pdf", "cd" * 32, 30),
+        ledger.pending(key_of(rows[3]), "not ready"),
+        ledger.quarantined(key_of(rows[4]), tmp_path / "q" / "e.pdf", "amount differs"),
+    ]
+    ledger.apply(later, changes)
+    found = {entry.number: entry for entry in ledger.get_many(key_of(row) for row in rows)}
+    seen = [(e.state, e.path, e.sha256, e.size, e.last_error, e.run_id) for e in (found[row.number] for row in rows)]
+    assert seen == [
+        (EntryState.verified, "a.pdf", "ab" * 32, 10, "", later),
+        (EntryState.failed, None, None, None, "not a PDF", later),
+        (EntryState.verified, "c.pdf", "cd" * 32, 30, "", later),
+        (EntryState.pending, None, None, None, "not ready", later),
+        (EntryState.quarantined, "q/e.pdf", None, None, "amount differs", later),
+        (EntryState.listed, None, None, None, "", run_id),
+        (EntryState.listed, None, None, None, "", run_id),
+    ]
+
+
+def test_apply_refuses_a_change_of_a_file_the_ledger_does_not_hold_and_writes_none_of_the_batch(
+    ledger: Ledger, run_id: int
+) -> None:
+    listed, unknown = make_row("25112000000000000001"), make_row("25112000000000000002")
+    ledger.record_listed(run_id, COMPANY, [listed], PDF_ONLY)
+    with pytest.raises(LookupError, match="not in the ledger"):
+        ledger.apply(run_id, [ledger.failed(key_of(listed), "x"), ledger.failed(key_of(unknown), "y")])
+    entry = ledger.get(key_of(listed))
+    assert entry is not None and entry.state is EntryState.listed
+
+
 @pytest.mark.parametrize("kind", ["01", "04"])
 def test_paper_invoice_is_recorded_as_paper_and_never_to_do(ledger: Ledger, run_id: int, kind: str) -> None:
     row = make_row(kind=kind)
