@@ -146,7 +146,7 @@ def write_manifests(ledger: Ledger, root: Path, company_id: str | None = None) -
 
 class ManifestWriter:
     """A run events listener (agent.events): the manifests follow the ledger once a person's companies are done,
-    and once more when the run ends (`flush`), whatever became of it."""
+    and once more when the run ends (`finish`) if anything happened since, whatever became of the run."""
 
     def __init__(self, ledger: Ledger, root: Path) -> None:
         self.ledger, self.root = ledger, root
@@ -156,12 +156,14 @@ class ManifestWriter:
         self._changed = True
 
     def person_finished(self, person: str, totals: object) -> None:
-        if self._changed:
-            self.flush()
+        self.finish()
 
-    def flush(self) -> list[Path]:
-        self._changed = False
-        return write_manifests(self.ledger, self.root)
+    def finish(self) -> None:
+        """Write the manifests if a company was archived since they were last written (reading the whole ledger
+        to find nothing new cost a rerun a tenth of a second)."""
+        if self._changed:
+            self._changed = False
+            write_manifests(self.ledger, self.root)
 
 
 def _holds(path: Path, data: bytes) -> bool:

@@ -149,7 +149,7 @@ async def opened_run(
             ledger.finish_run(run_id, totals, exit_code)
             if manifests:
                 events.disconnect(writer)
-                writer.flush()
+                writer.finish()
 
 
 @contextlib.asynccontextmanager
