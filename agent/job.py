@@ -3,8 +3,9 @@ one run that holds the archive's lock, built on agent.run's pieces (the queue's 
 through agent.firm).
 
 The ledger is the memory between runs: what is verified (and whose file still has its recorded hash) is
-skipped, everything else is tried again. Every state change is written as it happens, so a run killed at
-any point leaves a ledger the next run resumes from.
+skipped, everything else is tried again. Every state change is written within half a second of happening (file
+outcomes in batches: RunContext.record), and only after its file is in place, so a run killed at any point
+leaves a ledger the next run resumes from: at worst it fetches again files of the last half second.
 """
 
 from __future__ import annotations

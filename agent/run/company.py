@@ -3,8 +3,9 @@
 It runs on the person's browser context and session, once the session acts for the company. The directions
 are listed at once, each on a page of its own (the first on the person's page), and a direction's files start
 downloading as soon as its listing is complete (and counted against the portal's Total), while the other is
-still being listed. What is verified (and whose file still has its recorded hash) is skipped; every state
-change is written to the ledger as it happens (RunContext.record).
+still being listed. What is verified (and whose file still has its recorded hash) is skipped; file outcomes
+are written to the ledger in batches within half a second (RunContext.record), and all of them before the
+company's summary is counted.
 """
 
 from __future__ import annotations
