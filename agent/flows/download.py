@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.async_api import BrowserContext, Page, Response
+from playwright.async_api import BrowserContext, Page
 from pydantic import BaseModel, ConfigDict
 
 from agent import answers, errors
@@ -184,7 +184,6 @@ class PageFiles:
     ) -> None:
         self.context, self.profile, self.settings, self.gate, self.session = context, profile, settings, gate, session
         self.page = SharedPage(self._open, MOST_RELOADS_IN_A_ROW)
-        self._redirected_to: dict[tuple[str, str], str] = {}  # (Fphm, Wjgs) -> Location of its last redirect
 
     async def fetch(self, row: InvoiceRow, fmt: FileFormat) -> bytes:
         url = self.profile.file_url(row.number, row.issued_at.strftime("%Y%m%d%H%M%S"), fmt)
@@ -217,30 +216,39 @@ class PageFiles:
             return data
 
     async def _get(self, page: Page, url: str, fmt: FileFormat) -> bytes:
+        got = await self._fetch_in(page, url, fmt)
+        headers = dict(got["headers"])
+        if 300 <= got["status"] < 400:  # not followed, and the page may not see where it pointed
+            got, headers["location"] = await self._with_location(page, url, fmt)
+        body = base64.b64decode(got.get("body", ""))
+        return answers.file_bytes(got["status"], headers, body, url, fmt, self.profile.hosts)
+
+    async def _fetch_in(self, page: Page, url: str, fmt: FileFormat) -> dict[str, Any]:
         timeout_ms = int(self.settings.timeout * 1000)
         with answers.playwright_errors(f"fetching a {fmt.value.upper()} in the page"):
-            got = await asyncio.wait_for(page.evaluate(FETCH_IN_PAGE, [url, timeout_ms]), self.settings.timeout + 5)
+            got: dict[str, Any] = await asyncio.wait_for(page.evaluate(FETCH_IN_PAGE, [url, timeout_ms]), self.settings.timeout + 5)
         if "error" in got:  # reset, cut short, timed out
             raise errors.PortalUnavailable(f"download interrupted: {got['error']}")
-        headers = dict(got["headers"])
-        if 300 <= got["status"] < 400:  # not followed; where it pointed is known from the network event
-            headers["location"] = self._redirected_to.pop(_file_key(url), "")
-        body = base64.b64decode(got["body"])
-        return answers.file_bytes(got["status"], headers, body, url, fmt, self.profile.hosts)
+        return got
+
+    async def _with_location(self, page: Page, url: str, fmt: FileFormat) -> tuple[dict[str, Any], str]:
+        """The file asked once more, its answer watched on the network, for the Location a redirect hides from
+        the page (watching every file's answer cost a tenth of the fetch time; redirects are rare)."""
+        key = _file_key(url)
+        with answers.playwright_errors(f"fetching a {fmt.value.upper()} in the page"):
+            async with page.expect_response(lambda response: _file_key(response.url) == key, timeout=self.settings.timeout * 1000) as seen:
+                got = await self._fetch_in(page, url, fmt)
+            response = await seen.value
+        return got, response.headers.get("location", "") if 300 <= response.status < 400 else ""
 
     async def _open(self, page: Page | None) -> Page:
         """A page of the session on the query page (a new one, or `page` loaded afresh)."""
         if page is None:
             page = await self.context.new_page()
-            page.on("response", self._note_redirect)
         await open_query_page(page, self.profile)
         if self.profile.paths.query_page not in page.url:
             raise errors.SessionLost("the portal sent the file page to its login page")
         return page
-
-    def _note_redirect(self, response: Response) -> None:
-        if 300 <= response.status < 400 and self.profile.paths.file_api in response.url:
-            self._redirected_to[_file_key(response.url)] = response.headers.get("location", "")
 
 
 def _file_key(url: str) -> tuple[str, str]:
