@@ -152,18 +152,19 @@ class Verifier:
 FETCH_IN_PAGE = """async ([url, timeoutMs]) => {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
+  const base64 = (bytes) => new Promise((done, failed) => {  // Chromium before 140 lacks Uint8Array.toBase64
+    const reader = new FileReader();
+    reader.onload = () => done(reader.result.slice(reader.result.indexOf(",") + 1));
+    reader.onerror = () => failed(reader.error);
+    reader.readAsDataURL(new Blob([bytes]));
+  });
   try {
     const response = await fetch(url, { credentials: "same-origin", redirect: "manual", signal: abort.signal });
     const headers = {};
     response.headers.forEach((value, name) => { headers[name] = value; });
-    const data = await new Promise((done, failed) => {
-      const reader = new FileReader();
-      reader.onload = () => done(reader.result);
-      reader.onerror = () => failed(reader.error);
-      response.blob().then((blob) => reader.readAsDataURL(blob), failed);
-    });
-    const comma = data.indexOf(",");
-    return { status: response.type === "opaqueredirect" ? 302 : response.status, headers, body: comma < 0 ? "" : data.slice(comma + 1) };
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const body = bytes.toBase64 ? bytes.toBase64() : await base64(bytes);
+    return { status: response.type === "opaqueredirect" ? 302 : response.status, headers, body };
   } catch (error) {
     return { error: error && error.name === "AbortError" ? `no answer in ${timeoutMs} ms` : String(error) };
   } finally {

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 from pathlib import Path
 
+import httpx
 import pytest
 from agentkit import MONTH, SettingsFactory, run_job
+from playwright.sync_api import Page
 
 from agent.config import Settings
+from agent.flows.download import FETCH_IN_PAGE
 from agent.ledger import EntryState, Ledger
 from agent.records import Direction, FileFormat
 from fixtures.pytest_plugin import MockPortal
@@ -83,3 +87,16 @@ def test_manifest_lists_every_invoice_with_portal_columns(agent_settings: Settin
     assert len(rows) == 20
     assert {"数电发票号码", "销方识别号", "价税合计", "发票状态"} <= set(rows[0])
     assert (settings.out / "manifest.xlsx").stat().st_size > 0
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["Uint8Array.toBase64", "FileReader for older Chromium"])
+def test_fetch_in_the_page_hands_back_the_exact_bytes(page: Page, mock_portal: MockPortal, native: bool) -> None:
+    """Bytes of every value, multi-byte text included, cross from the page to Python unchanged, by either encoder."""
+    page.goto(f"{mock_portal.url}/static/portal.css")  # a page of the portal's origin
+    if not native:
+        page.evaluate("delete Uint8Array.prototype.toBase64")
+    url = f"{mock_portal.url}/static/query.js"
+    got = page.evaluate(FETCH_IN_PAGE, [url, 10_000])
+    sent = httpx.get(url, trust_env=False).content
+    assert got["status"] == 200 and any(byte >= 0x80 for byte in sent)
+    assert base64.b64decode(got["body"]) == sent
