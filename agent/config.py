@@ -421,7 +421,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file.get())
+        config_file = _config_file.get()
+        toml = ConfigFileSource(settings_cls, toml_file=config_file) if config_file else TomlConfigSettingsSource(settings_cls)
         return init_settings, env_settings, dotenv_settings, toml
 
     def account_names(self) -> list[str]:
@@ -508,6 +509,26 @@ def unknown_key(loc: Sequence[int | str], prefix: str = "") -> str:
     nearest = difflib.get_close_matches(key, list(valid), n=1)
     advice = f" — did you mean {nearest[0]!r}?" if nearest else f"; valid keys: {', '.join(valid)}"
     return f"{where}: unknown key {key!r}{advice}"
+
+
+FOLDER_FIELDS = ("out", "state_dir", "debug_dir", "browser_path")  # paths a config file names relative to itself
+
+
+class ConfigFileSource(TomlConfigSettingsSource):
+    """The config file, whose relative paths are relative to the file's own folder: a schedule runs from
+    anywhere (cron starts in /), and `out = "books"` must mean the same folder however it is started. Paths
+    from flags and the environment stay relative to the working directory, as a shell's are."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
+        super().__init__(settings_cls, toml_file=toml_file)
+        self.folder = toml_file.parent
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for name in FOLDER_FIELDS:
+            if isinstance(values.get(name), str) and not Path(values[name]).expanduser().is_absolute():
+                values[name] = str(self.folder / values[name])
+        return values
 
 
 def _check_toml(path: Path) -> None:

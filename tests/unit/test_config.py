@@ -150,3 +150,18 @@ def test_every_password_seen_is_blanked_out_of_reports(tmp_path: Path) -> None:
     account.resolve_password("acme")
     assert settings.accounts["acme"].password is not None
     assert redact("a pw-in-config-9 b pw-from-command-7 c") == "a ******** b ******** c"
+
+
+def test_relative_folders_in_a_config_file_are_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cron starts in /: `out = "books"` in /etc/fapiao/fapiao.toml must not become /books."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "fapiao.toml"
+    config.write_text('out = "books"\nstate_dir = "state"\ndebug_dir = "/var/debug"\nbrowser_path = "~/chromium"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(config)
+    assert (settings.out, settings.state_dir) == (folder / "books", folder / "state")
+    assert (settings.debug_dir, settings.browser_path) == (Path("/var/debug"), Path("~/chromium").expanduser())
+    assert load_settings(config, out=Path("elsewhere")).out == Path("elsewhere")  # a flag: the shell's folder
+    monkeypatch.setenv("FAPIAO_OUT", "from-env")
+    assert load_settings(config).out == Path("from-env")
