@@ -52,9 +52,11 @@ class CompanyRun:
         files = PageFiles(self.context, self.run.profile, self.run.settings, self.gate, self.session)
         downloader = Downloader(files, self.run.verifier, self.run.archive, self.run.settings, self.run.record, self.session)
         feed = TaskFeed()
-        shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
+        try:
+            shares, _ = await run_together(self._list_all(feed), downloader.run(feed))
+        finally:  # the summary is counted from the ledger, and a company tried again reads what this try did
+            self.run.write_outcomes()
         await files.close()  # left open after a failure, for its screenshot
-        self.run.write_outcomes()  # the summary is counted from the ledger
         return self.summarize(shares)
 
     async def _list_all(self, feed: TaskFeed) -> list[DirectionShare]:
