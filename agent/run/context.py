@@ -8,9 +8,9 @@ gate, whichever company it is for). `opened_run` opens them around the work and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import date
 from pathlib import Path
@@ -66,7 +66,7 @@ class RunContext:
         self.totals = RunSummary()  # of the companies finished so far: what the ledger records as the run's end
         self._claimed: dict[str, str] = {}  # company -> the person archiving it in this run
         self._unwritten: list[Outcome] = []  # outcomes taken, not in the ledger yet (record)
-        self._oldest = 0.0  # when the first of them came
+        self._due: asyncio.TimerHandle | None = None  # when they are written at the latest
 
     def claim(self, company: str, person: str) -> str | None:
         """Take `company` for `person`; None when it is theirs, else the person who took it first (a company
@@ -86,23 +86,37 @@ class RunContext:
 
     def record(self, outcome: Outcome) -> None:
         """Take one file's outcome. Outcomes are written to the ledger together, once RECORD_BATCH of them are in
-        or the oldest has waited RECORD_WAIT seconds, and at the end of each company and of the run (a write per
-        file held the event loop for a sixth of a 2,000-file run); the listeners hear of each once it is written.
-        A file is at its final name before its outcome comes here: a run killed meanwhile leaves files the
-        ledger does not call verified yet, which the next run fetches again, never the other way round."""
+        or the first has waited RECORD_WAIT seconds (a timer: the next outcome may be minutes away, behind a
+        maintenance wait), and at the end of each company and of the run (a write per file held the event loop
+        for a sixth of a 2,000-file run); the listeners hear of each once it is written. A file is at its final
+        name before its outcome comes here: a run killed meanwhile leaves files the ledger does not call verified
+        yet, which the next run fetches again, never the other way round."""
         if not self._unwritten:
-            self._oldest = time.monotonic()
+            self._due = asyncio.get_running_loop().call_later(RECORD_WAIT, self._write_due)
         self._unwritten.append(outcome)
-        if len(self._unwritten) >= RECORD_BATCH or time.monotonic() - self._oldest >= RECORD_WAIT:
+        if len(self._unwritten) >= RECORD_BATCH:
             self.write_outcomes()
 
     def write_outcomes(self) -> None:
-        """Write the outcomes taken so far to the ledger, then tell the listeners."""
-        outcomes, self._unwritten = self._unwritten, []
+        """Write the outcomes taken so far to the ledger, then tell the listeners. A write that fails keeps them
+        for the next one."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        outcomes = self._unwritten
         self.ledger.apply(self.run_id, [self._change(outcome) for outcome in outcomes])
+        self._unwritten = []
         for outcome in outcomes:
             log.debug("%s %s %s", outcome.task.row.number, outcome.task.fmt, outcome.state)
             self.events.file_done(outcome)
+
+    def _write_due(self) -> None:
+        """The timer's write: a failure is said here and met again by the next write, which raises it."""
+        self._due = None
+        try:
+            self.write_outcomes()
+        except (errors.FapiaoError, LookupError) as exc:
+            log.warning("writing %d file outcomes to the ledger failed (%s); trying again with the next", len(self._unwritten), exc)
 
     def _change(self, outcome: Outcome) -> StateChange:
         key = EntryKey.of(outcome.task.company_id, outcome.task.row, outcome.task.fmt)
